@@ -1,0 +1,209 @@
+"""Typed model configs and the named presets.
+
+A ModelConfig is everything needed to rebuild a model: it is written to a checkpoint's config.json and read
+back with `ModelConfig.from_dict`. Presets:
+
+- tiny32     CI-sized DiffuseGAE (seconds on 2 CPU cores)
+- synth64    the DiffuseGAE we ship, trained on the procedural attribute dataset (~6 M parameters)
+- ilab128    paper scale (DiffuseGAE on ilab_20M at 128×128)
+- diffae64 / diffae128 / diffae256   the official Diff-AE templates ffhq64_autoenc, ffhq128_autoenc,
+             ffhq256_autoenc (plain Diff-AE: no GAE), so official checkpoints load with strict=True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AdaGNMode = Literal["scale", "scale_shift"]
+EncoderKind = Literal["diffae", "alter_resnet"]
+
+ADAGN_MODES = ("scale", "scale_shift")
+ENCODER_KINDS = ("diffae", "alter_resnet")
+Z_SEM_CHANNELS = 512
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The conditional DDIM decoder (Diff-AE's BeatGANs autoencoder UNet)."""
+
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    num_heads: int = 1
+    embed_channels: int = 512  # width of the time embedding
+    adagn_mode: AdaGNMode = "scale"  # "scale": Diff-AE; "scale_shift": DiffuseGAE Eq. 8
+    dropout: float = 0.1
+    in_channels: int = 3
+    out_channels: int = 3
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The semantic encoder x0 → z_sem (512-d)."""
+
+    kind: EncoderKind = "diffae"
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8, 8)
+    num_res_blocks: int = 2
+    # diffae: attention at these feature-map resolutions; alter_resnet: stages whose last block is attention
+    attention_resolutions: tuple[int, ...] = (16,)
+    attention_stages: tuple[int, ...] = ()
+    num_heads: int = 1
+    out_channels: int = Z_SEM_CHANNELS
+
+
+@dataclass(frozen=True)
+class GAEConfig:
+    """Group-supervised AutoEncoder on z_sem (DiffuseGAE §3.4): z_sem → z_dis (named chunks) → z_sem."""
+
+    attributes: tuple[tuple[str, int], ...] = (("identity", 60), ("background", 20), ("pose", 20))
+    hidden_channels: int = 1024
+    bottleneck_channels: int = 256
+    in_channels: int = Z_SEM_CHANNELS
+
+    @property
+    def z_dis_channels(self) -> int:
+        return sum(width for _, width in self.attributes)
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.attributes)
+
+    def chunk(self, name: str) -> slice:
+        """The z_dis index range of a named attribute; unknown names raise ValueError listing the choices."""
+        start = 0
+        for attr, width in self.attributes:
+            if attr == name:
+                return slice(start, start + width)
+            start += width
+        raise ValueError(f"unknown attribute {name!r}; choose from {', '.join(self.attribute_names)}")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    image_size: int
+    unet: UNetConfig
+    encoder: EncoderConfig
+    gae: GAEConfig | None = None  # None: a plain Diff-AE model
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self) -> None:
+        if self.unet.adagn_mode not in ADAGN_MODES:
+            raise ValueError(f"unknown adagn_mode {self.unet.adagn_mode!r}; choose from {ADAGN_MODES}")
+        if self.encoder.kind not in ENCODER_KINDS:
+            raise ValueError(f"unknown encoder kind {self.encoder.kind!r}; choose from {ENCODER_KINDS}")
+        levels = len(self.unet.channel_mult) - 1
+        if self.image_size % (2**levels):
+            raise ValueError(f"image_size {self.image_size} must be divisible by 2**{levels}")
+
+    @property
+    def kind(self) -> str:
+        return "diffusegae" if self.gae is not None else "diffae"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        def build(kind: type, values: dict[str, Any] | None) -> Any:
+            if values is None:
+                return None
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} fields {sorted(unknown)}; known: {sorted(names)}")
+            # JSON has lists where the dataclasses hold tuples (of tuples, for GAE attributes)
+            return kind(**{k: _tuples(v) for k, v in values.items()})
+
+        return cls(
+            name=data["name"],
+            image_size=int(data["image_size"]),
+            unet=build(UNetConfig, data["unet"]),
+            encoder=build(EncoderConfig, data["encoder"]),
+            gae=build(GAEConfig, data.get("gae")),
+            diffusion=build(DiffusionConfig, data.get("diffusion", {})),
+        )
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _diffae(name: str, image_size: int, ch: int, mult: tuple[int, ...], enc_mult: tuple[int, ...]) -> ModelConfig:
+    # The official templates: attention at 16×16, two ResBlocks per level, one head, 512-d embeddings.
+    return ModelConfig(
+        name=name,
+        image_size=image_size,
+        unet=UNetConfig(model_channels=ch, channel_mult=mult),
+        encoder=EncoderConfig(kind="diffae", model_channels=ch, channel_mult=enc_mult),
+    )
+
+
+def _presets() -> dict[str, ModelConfig]:
+    return {
+        "tiny32": ModelConfig(
+            name="tiny32",
+            image_size=32,
+            unet=UNetConfig(
+                model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,),
+                embed_channels=128, adagn_mode="scale_shift", dropout=0.0,
+            ),
+            encoder=EncoderConfig(
+                kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                attention_stages=(2,),
+            ),
+            gae=GAEConfig(hidden_channels=256, bottleneck_channels=128),
+        ),
+        "synth64": ModelConfig(
+            name="synth64",
+            image_size=64,
+            unet=UNetConfig(
+                model_channels=64, channel_mult=(1, 2, 2, 2), num_res_blocks=1, attention_resolutions=(16,),
+                embed_channels=256, adagn_mode="scale_shift", dropout=0.0,
+            ),
+            encoder=EncoderConfig(
+                kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
+                attention_stages=(3,),
+            ),
+            gae=GAEConfig(hidden_channels=512, bottleneck_channels=256),
+        ),
+        "ilab128": ModelConfig(
+            name="ilab128",
+            image_size=128,
+            unet=UNetConfig(
+                model_channels=128, channel_mult=(1, 1, 2, 3, 4), adagn_mode="scale_shift",
+            ),
+            encoder=EncoderConfig(
+                kind="alter_resnet", model_channels=64, channel_mult=(1, 2, 4, 8), num_res_blocks=2,
+                attention_stages=(2, 3), num_heads=4,
+            ),
+            gae=GAEConfig(),
+        ),
+        "diffae64": _diffae("diffae64", 64, 64, (1, 2, 4, 8), (1, 2, 4, 8, 8)),
+        "diffae128": _diffae("diffae128", 128, 128, (1, 1, 2, 3, 4), (1, 1, 2, 3, 4, 4)),
+        "diffae256": _diffae("diffae256", 256, 128, (1, 1, 2, 2, 4, 4), (1, 1, 2, 2, 4, 4, 4)),
+    }
+
+
+PRESETS: dict[str, ModelConfig] = _presets()
+
+
+def preset(name: str) -> ModelConfig:
+    """A named preset; unknown names raise ValueError listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None

@@ -1,0 +1,101 @@
+"""The conditional DDIM decoder: Diff-AE's BeatGANs UNet, eps = unet(x_t, t, z_sem).
+
+Layout (BeatGANs): a conv stem, then per level `num_res_blocks` ResBlocks (+ attention at the chosen
+resolutions) and a downsampling ResBlock; a middle ResBlock–attention–ResBlock; output blocks that
+concatenate the matching input activation (lateral connection) and end each level but the top with an
+upsampling ResBlock; GN → SiLU → zero conv to 3 channels. Every ResBlock is conditioned by AdaGN on the
+time embedding and on z_sem.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffusegae.config import Z_SEM_CHANNELS, UNetConfig
+from diffusegae.models.layers import (
+    AttentionBlock,
+    CondSequential,
+    ResBlock,
+    normalization,
+    timestep_embedding,
+    zero_module,
+)
+
+
+class TimeEmbed(nn.Module):
+    """Sinusoidal features → MLP. Wrapped once more so that keys read `time_embed.time_embed.*` (Diff-AE)."""
+
+    def __init__(self, channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.time_embed = nn.Sequential(
+            nn.Linear(channels, out_channels), nn.SiLU(), nn.Linear(out_channels, out_channels)
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.time_embed(timestep_embedding(t, self.channels))
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig, image_size: int, cond_channels: int = Z_SEM_CHANNELS) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.time_embed = TimeEmbed(cfg.model_channels, cfg.embed_channels)
+
+        def res(ch_in: int, ch_out: int | None = None, **resample: bool) -> ResBlock:
+            return ResBlock(
+                ch_in, ch_out, cfg.embed_channels, cond_channels, cfg.adagn_mode, cfg.dropout, **resample
+            )
+
+        def attn(ch: int) -> AttentionBlock:
+            return AttentionBlock(ch, cfg.num_heads)
+
+        ch = cfg.channel_mult[0] * cfg.model_channels
+        stem_channels = ch
+        self.input_blocks = nn.ModuleList([CondSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
+        skip_channels = [ch]
+        resolution = image_size
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                layers: list[nn.Module] = [res(ch, mult * cfg.model_channels)]
+                ch = mult * cfg.model_channels
+                if resolution in cfg.attention_resolutions:
+                    layers.append(attn(ch))
+                self.input_blocks.append(CondSequential(*layers))
+                skip_channels.append(ch)
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(CondSequential(res(ch, down=True)))
+                skip_channels.append(ch)
+                resolution //= 2
+
+        self.middle_block = CondSequential(res(ch), attn(ch), res(ch))
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [res(ch + skip_channels.pop(), mult * cfg.model_channels)]
+                ch = mult * cfg.model_channels
+                if resolution in cfg.attention_resolutions:
+                    layers.append(attn(ch))
+                if level and i == cfg.num_res_blocks:
+                    layers.append(res(ch, up=True))
+                    resolution *= 2
+                self.output_blocks.append(CondSequential(*layers))
+
+        self.out = nn.Sequential(
+            normalization(ch), nn.SiLU(), zero_module(nn.Conv2d(stem_channels, cfg.out_channels, 3, padding=1))
+        )
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Predict eps from x_t [B,3,H,W], integer timesteps t [B] (0..999) and z_sem [B,512]."""
+        emb = self.time_embed(t)
+        h = x_t
+        laterals = []
+        for block in self.input_blocks:
+            h = block(h, emb, cond)
+            laterals.append(h)
+        h = self.middle_block(h, emb, cond)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
+        return self.out(h)

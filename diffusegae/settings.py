@@ -1,0 +1,17 @@
+"""Every environment switch the package reads, in one place."""
+
+from __future__ import annotations
+
+import os
+
+KERNEL_CHOICES = ("torch", "triton", "cuda")
+
+
+def kernel_impl() -> str | None:
+    """DIFFUSEGAE_KERNELS=torch|triton|cuda picks the AdaGN implementation; unset means automatic."""
+    value = os.environ.get("DIFFUSEGAE_KERNELS", "").strip().lower()
+    if not value:
+        return None
+    if value not in KERNEL_CHOICES:
+        raise ValueError(f"DIFFUSEGAE_KERNELS={value!r} is not one of {', '.join(KERNEL_CHOICES)}")
+    return value
