@@ -4,7 +4,7 @@ A ModelConfig is everything needed to rebuild a model: it is written to a checkp
 back with `ModelConfig.from_dict`. Presets:
 
 - tiny32     CI-sized DiffuseGAE (seconds on 2 CPU cores)
-- synth64    the DiffuseGAE we ship, trained on the procedural attribute dataset (~6 M parameters)
+- synth64    the DiffuseGAE we ship, trained on the procedural attribute dataset (~8 M parameters)
 - ilab128    paper scale (DiffuseGAE on ilab_20M at 128×128)
 - diffae64 / diffae128 / diffae256   the official Diff-AE templates ffhq64_autoenc, ffhq128_autoenc,
              ffhq256_autoenc (plain Diff-AE: no GAE), so official checkpoints load with strict=True
@@ -61,7 +61,6 @@ class GAEConfig:
 
     attributes: tuple[tuple[str, int], ...] = (("identity", 60), ("background", 20), ("pose", 20))
     hidden_channels: int = 1024
-    bottleneck_channels: int = 256
     in_channels: int = Z_SEM_CHANNELS
 
     @property
@@ -165,20 +164,20 @@ def _presets() -> dict[str, ModelConfig]:
                 kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
                 attention_stages=(2,),
             ),
-            gae=GAEConfig(hidden_channels=256, bottleneck_channels=128),
+            gae=GAEConfig(hidden_channels=256),
         ),
         "synth64": ModelConfig(
             name="synth64",
             image_size=64,
             unet=UNetConfig(
-                model_channels=64, channel_mult=(1, 2, 2, 2), num_res_blocks=1, attention_resolutions=(16,),
+                model_channels=32, channel_mult=(1, 2, 3, 4), num_res_blocks=1, attention_resolutions=(16,),
                 embed_channels=256, adagn_mode="scale_shift", dropout=0.0,
             ),
             encoder=EncoderConfig(
                 kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
                 attention_stages=(3,),
             ),
-            gae=GAEConfig(hidden_channels=512, bottleneck_channels=256),
+            gae=GAEConfig(hidden_channels=256),
         ),
         "ilab128": ModelConfig(
             name="ilab128",

@@ -15,9 +15,9 @@ ATTRIBUTES: dict[str, int] = {"identity": 6, "background": 20, "pose": 10}
 POSE_STEP_DEG = 36.0
 
 _NUISANCE_TAG = 0x6A7E  # keeps nuisance streams apart from any other use of the same integer seed
-_OBJ_RADIUS = 0.52  # object radius in normalised image units (the image spans [-1, 1])
+_OBJ_RADIUS = 0.58  # object radius in normalised image units (the image spans [-1, 1])
 _OUTLINE_PX = 1.2  # dark outline width in output pixels: keeps objects apart from any scene
-_MARKER_TAN = np.tan(np.deg2rad(20.0))  # half-width of the pose wedge: 40 deg, just over one pose step
+_MARKER_TAN = np.tan(np.deg2rad(22.0))  # half-width of the pose wedge: 44 deg, just over one pose step
 
 # name, body colour, marker colour (marker contrasts with the body so the pose wedge always shows)
 _IDENTITIES = (
@@ -138,7 +138,7 @@ def _inside(identity: int, u: np.ndarray, v: np.ndarray, grow: float) -> np.ndar
         return ((au < w) & (av < ln)) | ((av < w) & (au < ln))
     if name == "ring":
         r2 = u * u + v * v
-        return (r2 < (0.95 + grow) ** 2) & (r2 > max(0.55 - grow, 0.0) ** 2)
+        return (r2 < (0.95 + grow) ** 2) & (r2 > max(0.5 - grow, 0.0) ** 2)
     # star: fold the angle into one half-spike [0, 36] deg and test against its outer edge line
     r = np.sqrt(u * u + v * v)
     phi = np.abs(np.mod(np.arctan2(v, u) + np.pi / 5, 2 * np.pi / 5) - np.pi / 5)
@@ -177,7 +177,9 @@ class AttributeDataset:
         """Check a value tuple and return it as plain ints; ValueError names the offending attribute."""
         vals = tuple(np.asarray(values).reshape(-1).tolist()) if not isinstance(values, tuple) else values
         if len(vals) != len(self.attributes):
-            raise ValueError(f"expected {len(self.attributes)} values {self.attribute_names}, got {len(vals)}")
+            raise ValueError(
+                f"expected {len(self.attributes)} values {self.attribute_names}, got {len(vals)}"
+            )
         out = []
         for (name, n), v in zip(self.attributes.items(), vals, strict=True):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= int(v) < n:
@@ -185,7 +187,7 @@ class AttributeDataset:
             out.append(int(v))
         return tuple(out)
 
-    # ---- rendering ----------------------------------------------------------------------------------------
+    # ---- rendering --------------------------------------------------------------------------------------
     def _background(self, index: int) -> np.ndarray:
         bg = self._bg_cache.get(index)
         if bg is None:
@@ -212,7 +214,7 @@ class AttributeDataset:
         outline = _inside(identity, u, v, grow)
         body = _inside(identity, u, v, 0.0)
         # Pose marker: a wedge pointing along the object's local +u axis (breaks every symmetry).
-        marker = body & (np.abs(v) < _MARKER_TAN * u) & (u * u + v * v > 0.15**2)
+        marker = body & (np.abs(v) < _MARKER_TAN * u) & (u * u + v * v > 0.08**2)
         a_out, a_body, a_mark = (_downsample(m.astype(np.float32), self._ss) for m in (outline, body, marker))
 
         _, body_col, mark_col = _IDENTITIES[identity]
@@ -234,14 +236,16 @@ class AttributeDataset:
             out[i] = self.render(vals, sd)
         return out
 
-    def sample(self, rng: np.random.Generator, split: str = "train", n: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw n random combinations of `split` with fresh nuisance seeds: (values int64 [n, 3], uint8 images)."""
+    def sample(
+        self, rng: np.random.Generator, split: str = "train", n: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """n random combos of `split` with fresh nuisance seeds: (values int64 [n, 3], uint8 [n, H, W, 3])."""
         combos = self.split_array(split)
         values = combos[rng.integers(0, len(combos), size=n)]
         seeds = rng.integers(0, 2**31 - 1, size=n)
         return values, self.batch(values, seeds.tolist())
 
-    # ---- split ----------------------------------------------------------------------------------------------
+    # ---- split ------------------------------------------------------------------------------------------
     def _make_splits(self) -> dict[str, np.ndarray]:
         combos = np.array(list(itertools.product(*(range(n) for n in self.num_values))), np.int64)
         n_test = round(len(combos) * self.test_fraction)

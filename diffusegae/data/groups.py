@@ -73,8 +73,11 @@ class GroupSampler:
         k1, k = self.num_attributes + 1, self.num_attributes
         if not groups:
             res = self.dataset.resolution
-            return Group(np.empty((0, k1, k), np.int64), np.empty((0, k1, res, res, 3), np.uint8),
-                         np.empty((0, k1), np.int64))
+            return Group(
+                np.empty((0, k1, k), np.int64),
+                np.empty((0, k1, res, res, 3), np.uint8),
+                np.empty((0, k1), np.int64),
+            )
         return Group(
             values=np.stack([g.values for g in groups]),
             images=np.stack([g.images for g in groups]),

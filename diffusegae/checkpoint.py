@@ -1,0 +1,75 @@
+"""A checkpoint is a directory: config.json + model.safetensors (+ latent_stats.safetensors).
+
+Loading reads JSON and safetensors only: nothing is ever unpickled. The config is also written into the
+safetensors header, so a weights file on its own still says what it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from diffusegae.config import ModelConfig
+from diffusegae.models import DiffusionAutoencoder, build_model
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LATENT_STATS_FILE = "latent_stats.safetensors"  # conds_mean / conds_std of z_sem (Diff-AE normalisation)
+
+
+def save_checkpoint(
+    model: DiffusionAutoencoder,
+    directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    latent_stats: dict[str, torch.Tensor] | None = None,
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` to `directory` (created if needed). dtype=torch.float16 halves the file for shipping."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format_version": FORMAT_VERSION, "model": model.cfg.to_dict(), "info": info or {}}
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"config": json.dumps(config["model"])})
+    if latent_stats is not None:
+        save_file({k: v.float().contiguous().cpu() for k, v in latent_stats.items()},
+                  str(directory / LATENT_STATS_FILE))
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def read_config(directory: str | Path) -> ModelConfig:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a checkpoint directory: {CONFIG_FILE} is missing")
+    data = json.loads(path.read_text())
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {data.get('format_version')} unsupported (want {FORMAT_VERSION})")
+    return ModelConfig.from_dict(data["model"])
+
+
+def read_info(directory: str | Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / CONFIG_FILE).read_text()).get("info", {})
+
+
+def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> DiffusionAutoencoder:
+    """The model of a checkpoint directory, float32, in eval mode; weights must match the config exactly."""
+    directory = Path(directory)
+    cfg = read_config(directory)
+    model = build_model(cfg, device="meta")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(directory / WEIGHTS_FILE).items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device).eval()
+
+
+def load_latent_stats(directory: str | Path) -> dict[str, torch.Tensor] | None:
+    path = Path(directory) / LATENT_STATS_FILE
+    return load_file(path) if path.is_file() else None
