@@ -20,7 +20,15 @@ _EXPORTS = {
     "load_pipeline": "diffusegae.engines.pipeline",
     "Pipeline": "diffusegae.engines.pipeline",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ModelConfig",
+    "Pipeline",
+    "build_model",
+    "load_checkpoint",
+    "load_pipeline",
+    "preset",
+    "save_checkpoint",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusegae.checkpoint import load_checkpoint, save_checkpoint

@@ -40,8 +40,10 @@ def save_checkpoint(
     }
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"config": json.dumps(config["model"])})
     if latent_stats is not None:
-        save_file({k: v.float().contiguous().cpu() for k, v in latent_stats.items()},
-                  str(directory / LATENT_STATS_FILE))
+        save_file(
+            {k: v.float().contiguous().cpu() for k, v in latent_stats.items()},
+            str(directory / LATENT_STATS_FILE),
+        )
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return directory
 
@@ -52,7 +54,9 @@ def read_config(directory: str | Path) -> ModelConfig:
         raise FileNotFoundError(f"{directory} is not a checkpoint directory: {CONFIG_FILE} is missing")
     data = json.loads(path.read_text())
     if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {data.get('format_version')} unsupported (want {FORMAT_VERSION})")
+        raise ValueError(
+            f"{path}: format_version {data.get('format_version')} unsupported (want {FORMAT_VERSION})"
+        )
     return ModelConfig.from_dict(data["model"])
 
 
@@ -65,7 +69,9 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
     directory = Path(directory)
     cfg = read_config(directory)
     model = build_model(cfg, device="meta")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(directory / WEIGHTS_FILE).items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in load_file(directory / WEIGHTS_FILE).items()
+    }
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()
 

@@ -141,7 +141,9 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def _diffae(name: str, image_size: int, ch: int, mult: tuple[int, ...], enc_mult: tuple[int, ...]) -> ModelConfig:
+def _diffae(
+    name: str, image_size: int, ch: int, mult: tuple[int, ...], enc_mult: tuple[int, ...]
+) -> ModelConfig:
     # The official templates: attention at 16×16, two ResBlocks per level, one head, 512-d embeddings.
     return ModelConfig(
         name=name,
@@ -157,11 +159,19 @@ def _presets() -> dict[str, ModelConfig]:
             name="tiny32",
             image_size=32,
             unet=UNetConfig(
-                model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,),
-                embed_channels=128, adagn_mode="scale_shift", dropout=0.0,
+                model_channels=32,
+                channel_mult=(1, 2),
+                num_res_blocks=1,
+                attention_resolutions=(16,),
+                embed_channels=128,
+                adagn_mode="scale_shift",
+                dropout=0.0,
             ),
             encoder=EncoderConfig(
-                kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                kind="alter_resnet",
+                model_channels=32,
+                channel_mult=(1, 2, 2),
+                num_res_blocks=1,
                 attention_stages=(2,),
             ),
             gae=GAEConfig(hidden_channels=256),
@@ -170,11 +180,19 @@ def _presets() -> dict[str, ModelConfig]:
             name="synth64",
             image_size=64,
             unet=UNetConfig(
-                model_channels=32, channel_mult=(1, 2, 3, 4), num_res_blocks=1, attention_resolutions=(16,),
-                embed_channels=256, adagn_mode="scale_shift", dropout=0.0,
+                model_channels=32,
+                channel_mult=(1, 2, 3, 4),
+                num_res_blocks=1,
+                attention_resolutions=(16,),
+                embed_channels=256,
+                adagn_mode="scale_shift",
+                dropout=0.0,
             ),
             encoder=EncoderConfig(
-                kind="alter_resnet", model_channels=32, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
+                kind="alter_resnet",
+                model_channels=32,
+                channel_mult=(1, 2, 4, 4),
+                num_res_blocks=1,
                 attention_stages=(3,),
             ),
             gae=GAEConfig(hidden_channels=256),
@@ -183,11 +201,17 @@ def _presets() -> dict[str, ModelConfig]:
             name="ilab128",
             image_size=128,
             unet=UNetConfig(
-                model_channels=128, channel_mult=(1, 1, 2, 3, 4), adagn_mode="scale_shift",
+                model_channels=128,
+                channel_mult=(1, 1, 2, 3, 4),
+                adagn_mode="scale_shift",
             ),
             encoder=EncoderConfig(
-                kind="alter_resnet", model_channels=64, channel_mult=(1, 2, 4, 8), num_res_blocks=2,
-                attention_stages=(2, 3), num_heads=4,
+                kind="alter_resnet",
+                model_channels=64,
+                channel_mult=(1, 2, 4, 8),
+                num_res_blocks=2,
+                attention_stages=(2, 3),
+                num_heads=4,
             ),
             gae=GAEConfig(),
         ),

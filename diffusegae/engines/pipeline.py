@@ -30,7 +30,9 @@ class Pipeline:
         x = np.asarray(x)
         s = self.config.image_size
         if x.ndim != 4 or x.shape[1:] != (3, s, s):
-            raise ValueError(f"{name} must be float32 [B,3,{s},{s}] in [-1,1] (model space), got shape {x.shape}")
+            raise ValueError(
+                f"{name} must be float32 [B,3,{s},{s}] in [-1,1] (model space), got shape {x.shape}"
+            )
         return self._finite(x, name)
 
     def _codes(self, z: np.ndarray, width: int, name: str) -> np.ndarray:
@@ -167,7 +169,9 @@ class Pipeline:
         x_T = diffusion.slerp(self.invert(a, z[:n], steps), self.invert(b, z[n:], steps), alpha)
         if self.config.gae is None:
             if attributes is not None:
-                raise ValueError("attributes need a DiffuseGAE checkpoint; a plain Diff-AE lerps all of z_sem")
+                raise ValueError(
+                    "attributes need a DiffuseGAE checkpoint; a plain Diff-AE lerps all of z_sem"
+                )
             return self.decode(x_T, diffusion.lerp(z[:n], z[n:], alpha), steps)
         z_dis = self.engine.gae_encode(z)
         mixed = z_dis[:n].copy()
@@ -184,7 +188,9 @@ class Pipeline:
         return out
 
 
-def load_pipeline(checkpoint: str | Path | None = None, engine: str = "torch", device: str = "cpu") -> Pipeline:
+def load_pipeline(
+    checkpoint: str | Path | None = None, engine: str = "torch", device: str = "cpu"
+) -> Pipeline:
     """A pipeline over a checkpoint directory (default: the shipped checkpoint) on the named engine."""
     from diffusegae.checkpoint import load_checkpoint
     from diffusegae.engines.torch_engine import TorchEngine

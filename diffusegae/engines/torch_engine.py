@@ -25,7 +25,9 @@ class TorchEngine:
 
     def eps(self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> np.ndarray:
         return self._run(
-            self.model.unet, x_t.astype(np.float32, copy=False), t.astype(np.int64, copy=False),
+            self.model.unet,
+            x_t.astype(np.float32, copy=False),
+            t.astype(np.int64, copy=False),
             z_sem.astype(np.float32, copy=False),
         )
 

@@ -28,8 +28,16 @@ def adagn_reference(
     def col(v: torch.Tensor) -> torch.Tensor:  # [B, C] -> [B, C, 1, 1] in fp32
         return v.float().reshape(*v.shape, *([1] * (h.ndim - 2)))
 
-    # F.group_norm on the fp32 copy computes mean and variance in fp32 (two-pass on CPU and CUDA).
-    out = F.group_norm(h.float(), groups, gamma.float(), beta.float(), eps)
+    # Shifted two-pass statistics in fp32: subtract a pivot (each group's first element) so the sums see
+    # small numbers, then the mean, then square. F.group_norm on CPU loses offset data (mean 1e4, std 0.1):
+    # it forms E[x²] − E[x]², and even a plain fp32 mean of values near 1e4 is off by 1% of such a std.
+    b, c = h.shape[:2]
+    g = h.float().reshape(b, groups, -1)
+    g = g - g[..., :1]
+    centered = g - g.mean(dim=-1, keepdim=True)
+    var = centered.square().mean(dim=-1, keepdim=True)
+    out = (centered * torch.rsqrt(var + eps)).reshape(h.shape)
+    out = out * col(gamma[None].expand(b, c)) + col(beta[None].expand(b, c))
     out = out * (1 + col(t_scale)) + col(t_shift)
     out = out * (1 + col(z_scale))
     if z_shift is not None:

@@ -58,7 +58,11 @@ class AlterResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(
-            normalization(ch), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, cfg.out_channels)
+            normalization(ch),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(ch, cfg.out_channels),
         )
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:

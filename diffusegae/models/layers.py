@@ -115,8 +115,16 @@ class ResBlock(nn.Module):
         z_scale, z_shift = z.chunk(2, dim=1) if z.shape[1] == 2 * h.shape[1] else (z, None)
         norm = self.out_layers[0]
         h = adagn(
-            h, norm.weight, norm.bias, t_scale, t_shift, z_scale, z_shift,
-            groups=norm.num_groups, eps=norm.eps, silu=True,
+            h,
+            norm.weight,
+            norm.bias,
+            t_scale,
+            t_shift,
+            z_scale,
+            z_shift,
+            groups=norm.num_groups,
+            eps=norm.eps,
+            silu=True,
         )
         return self.out_layers[3](self.out_layers[2](h))
 

@@ -84,7 +84,9 @@ class UNet(nn.Module):
                 self.output_blocks.append(CondSequential(*layers))
 
         self.out = nn.Sequential(
-            normalization(ch), nn.SiLU(), zero_module(nn.Conv2d(stem_channels, cfg.out_channels, 3, padding=1))
+            normalization(ch),
+            nn.SiLU(),
+            zero_module(nn.Conv2d(stem_channels, cfg.out_channels, 3, padding=1)),
         )
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
