@@ -198,4 +198,9 @@ def load_pipeline(
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is None and not path.is_dir():
+        raise FileNotFoundError(
+            f"the default checkpoint {path} is missing: pass a checkpoint directory, or train one with "
+            "`python -m diffusegae.train --checkpoint DIR --preset tiny32 --stage 1`"
+        )
     return Pipeline(TorchEngine(load_checkpoint(path, device), device))
