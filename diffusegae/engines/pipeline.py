@@ -16,7 +16,7 @@ from diffusegae.config import ModelConfig
 from diffusegae.engines.base import Engine, require_gae
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "synth64"
-ENGINES = ("torch",)
+ENGINES = ("torch", "onnxruntime")
 
 
 class Pipeline:
@@ -189,12 +189,13 @@ class Pipeline:
 
 
 def load_pipeline(
-    checkpoint: str | Path | None = None, engine: str = "torch", device: str = "cpu"
+    checkpoint: str | Path | None = None, engine: str = "torch", device: str = "cpu", **options
 ) -> Pipeline:
-    """A pipeline over a checkpoint directory (default: the shipped checkpoint) on the named engine."""
-    from diffusegae.checkpoint import load_checkpoint
-    from diffusegae.engines.torch_engine import TorchEngine
+    """A pipeline over a checkpoint directory (default: the shipped checkpoint) on the named engine.
 
+    engine="onnxruntime" exports the checkpoint into its onnx/ cache on first use; `options` go to the
+    engine (threads, providers, graph_optimization for onnxruntime).
+    """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -203,4 +204,13 @@ def load_pipeline(
             f"the default checkpoint {path} is missing: pass a checkpoint directory, or train one with "
             "`python -m diffusegae.train --checkpoint DIR --preset tiny32 --stage 1`"
         )
+    if engine == "onnxruntime":
+        from diffusegae.engines.onnxruntime_engine import load_onnxruntime_engine
+
+        return Pipeline(load_onnxruntime_engine(path, **options))
+    if options:
+        raise ValueError(f"options {sorted(options)} apply to engine='onnxruntime' only")
+    from diffusegae.checkpoint import load_checkpoint
+    from diffusegae.engines.torch_engine import TorchEngine
+
     return Pipeline(TorchEngine(load_checkpoint(path, device), device))

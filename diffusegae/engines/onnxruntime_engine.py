@@ -1,0 +1,122 @@
+"""The Engine protocol over ONNX Runtime sessions, one per exported component.
+
+The ONNX files come from `export_checkpoint` (built on first use, cached in the checkpoint's onnx/ folder).
+onnxruntime is imported only when an engine is built: it writes a cache under $XDG_CACHE_HOME on import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffusegae.checkpoint import read_config
+from diffusegae.engines.base import require_gae
+from diffusegae.export import specs
+from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
+
+# The providers picked by default, best first, among those the installed onnxruntime offers.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+Provider = str | tuple[str, dict[str, Any]]
+
+
+class OnnxRuntimeEngine:
+    """encode / eps / gae_encode / gae_decode on ONNX Runtime; numpy float32 in and out, batch first.
+
+    providers: execution providers, names or (name, options) pairs, best first; default TensorRT, CUDA,
+    CPU as available. threads: intra-op threads (None: onnxruntime's default, one per physical core).
+    graph_optimization: disable | basic | extended | all. save_optimized: also write each optimised graph
+    next to the ONNX files (`<name>.<level>.opt.onnx`) to inspect what onnxruntime runs.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        providers: list[Provider] | None = None,
+        threads: int | None = None,
+        graph_optimization: str = "all",
+        onnx_dir: str | Path | None = None,
+        save_optimized: bool = False,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.config = read_config(self.checkpoint_dir)
+        self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else self.checkpoint_dir / ONNX_DIR
+        self.providers = resolve_providers(providers, ort.get_available_providers())
+        session_options(threads, graph_optimization)  # bad options fail here, before any export
+        self.paths = export_checkpoint(self.checkpoint_dir, onnx_dir)
+        self.specs = {spec.name: spec for spec in specs.specs_for(self.config)}
+        self.sessions: dict[str, Any] = {}
+        for name, path in self.paths.items():
+            options = session_options(threads, graph_optimization)  # one each: the optimized path differs
+            if save_optimized:
+                options.optimized_model_filepath = str(path.with_suffix(f".{graph_optimization}.opt.onnx"))
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
+        # IO binding would go in _run: on CUDA / TensorRT, bind inputs and outputs to device buffers
+        # (session.io_binding()) so DDIM steps stop copying through host memory. On CPU it buys nothing.
+
+    def _run(self, name: str, *arrays: np.ndarray) -> np.ndarray:
+        spec = self.specs[name]
+        feeds = {
+            t.name: np.ascontiguousarray(a, dtype=t.dtype) for t, a in zip(spec.inputs, arrays, strict=True)
+        }
+        (out,) = self.sessions[name].run(list(spec.output_names), feeds)
+        return out
+
+    def encode(self, x0: np.ndarray) -> np.ndarray:
+        return self._run(specs.ENCODER, x0)
+
+    def eps(self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> np.ndarray:
+        return self._run(specs.UNET, x_t, t, z_sem)
+
+    def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
+        require_gae(self.config, "gae_encode")
+        return self._run(specs.GAE_ENCODE, z_sem)
+
+    def gae_decode(self, z_dis: np.ndarray) -> np.ndarray:
+        require_gae(self.config, "gae_decode")
+        return self._run(specs.GAE_DECODE, z_dis)
+
+
+def load_onnxruntime_engine(checkpoint_dir: str | Path, **options: Any) -> OnnxRuntimeEngine:
+    """An OnnxRuntimeEngine over a checkpoint directory (options as in OnnxRuntimeEngine)."""
+    return OnnxRuntimeEngine(checkpoint_dir, **options)
+
+
+def resolve_providers(requested: list[Provider] | None, available: list[str]) -> list[Provider]:
+    """The requested providers, checked against those installed; by default TensorRT, CUDA, CPU as present."""
+    if requested is None:
+        return [p for p in PREFERRED_PROVIDERS if p in available]
+    missing = [p for p in requested if (p if isinstance(p, str) else p[0]) not in available]
+    if missing:
+        raise ValueError(
+            f"execution providers {missing} are not available in this onnxruntime; available: "
+            f"{', '.join(available)} (CUDA and TensorRT need the onnxruntime-gpu package)"
+        )
+    return list(requested)
+
+
+def session_options(threads: int | None, graph_optimization: str) -> Any:
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if graph_optimization not in levels:
+        raise ValueError(
+            f"unknown graph_optimization {graph_optimization!r}; choose from {', '.join(GRAPH_OPTIMIZATIONS)}"
+        )
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be a positive number (or None for the default), got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[graph_optimization]
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options

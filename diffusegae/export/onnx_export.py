@@ -1,0 +1,214 @@
+"""Checkpoint directory → one self-contained ONNX file per export spec, cached on disk.
+
+Exporter: the TorchScript-based one (`torch.onnx.export(..., dynamo=False)`). The torch.export-based
+exporter (`dynamo=True`, torch 2.13 + onnxscript 0.7) fails on AttentionBlock's 3-D
+`scaled_dot_product_attention` ("only 4D query, key, and value are supported") and has no implementations
+below opset 18 (it exports 18 and down-converts). The TorchScript path exports every component at opset 17
+with a symbolic batch axis and matches eager to ~1e-5. It is deprecated upstream: revisit when torch
+removes it (AttentionBlock would then need 4-D q/k/v).
+
+Cache: `manifest.json` next to the files records, per component, what its file was built from (weights
+and config bytes, the spec, opset, precision, exporter and model-code versions); a file is rebuilt only
+when one of those changed or the file is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from diffusegae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config
+from diffusegae.export.specs import BATCH, ExportSpec, specs_for
+from diffusegae.models import DiffusionAutoencoder
+
+ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+PRECISIONS = ("fp32",)
+OPSETS = range(14, 21)  # ≥ 14: attention's symbolic; ≤ 20: the TorchScript exporter's last opset
+# Trace at batch 2, not 1: at batch 1 size-1 broadcasting can hide a shape that wrongly ignores the batch.
+EXPORT_BATCH = 2
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+# The code an exported graph is traced from: a change here must invalidate cached files.
+_TRACED_SOURCES = ("models/*.py", "kernels/__init__.py", "kernels/reference.py", "export/*.py")
+
+
+def export_checkpoint(
+    checkpoint_dir: str | Path,
+    out_dir: str | Path | None = None,
+    opset: int = 17,
+    precision: str = "fp32",
+) -> dict[str, Path]:
+    """Export every component of a checkpoint to `<out_dir>/<name>.onnx` (default `<checkpoint>/onnx/`).
+
+    Returns {component name: path}. Up-to-date files are left untouched; the model is loaded only when
+    something has to be rebuilt.
+    """
+    _check_options(opset, precision)
+    checkpoint_dir = Path(checkpoint_dir)
+    config = read_config(checkpoint_dir)
+    out = Path(out_dir) if out_dir is not None else checkpoint_dir / ONNX_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    ignore = out / ".gitignore"
+    if out_dir is None and not ignore.exists():
+        # `*.onnx` is git-ignored but the manifest is not: the default cache ignores itself (as
+        # .pytest_cache does). A chosen out_dir (a Triton repository) may hold tracked files: left alone.
+        ignore.write_text("# written by diffusegae export: a build cache\n*\n")
+
+    common = _common_key(checkpoint_dir, opset, precision)
+    entries: dict[str, Any] = _read_manifest(out)
+    model: DiffusionAutoencoder | None = None
+    paths: dict[str, Path] = {}
+    for spec in specs_for(config):
+        path = out / f"{spec.name}.onnx"
+        key = {**common, "spec": _sha256(spec.fingerprint().encode())}
+        entry = entries.get(spec.name)
+        if entry is None or entry.get("key") != key or not path.is_file():
+            if model is None:
+                model = load_checkpoint(checkpoint_dir)
+            _export_spec(spec, model, path, opset, key)
+            entries[spec.name] = {"file": path.name, "key": key}
+            _write_manifest(out, entries)
+        paths[spec.name] = path
+
+    # Components this config no longer has (GAE files after a plain Diff-AE was saved over a DiffuseGAE).
+    stale = set(entries) - set(paths)
+    for name in stale:
+        (out / entries.pop(name)["file"]).unlink(missing_ok=True)
+    if stale:
+        _write_manifest(out, entries)
+    return paths
+
+
+def _check_options(opset: int, precision: str) -> None:
+    if opset not in OPSETS:
+        raise ValueError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}")
+    if precision == "fp16":
+        # ONNX Runtime's CPU provider has few fp16 kernels, so an fp16 graph would mostly cast back to fp32
+        # here; reduced precision belongs to the TensorRT build, which takes it as a flag on this fp32 graph.
+        raise NotImplementedError(
+            "precision='fp16' is not implemented for the ONNX export; supported: "
+            f"{', '.join(PRECISIONS)} (build fp16 TensorRT engines from the fp32 ONNX files)"
+        )
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+def exporter_version() -> str:
+    return f"torch {torch.__version__} torchscript-onnx; onnx {onnx.__version__}"
+
+
+def _common_key(checkpoint_dir: Path, opset: int, precision: str) -> dict[str, Any]:
+    code = hashlib.sha256()
+    for pattern in _TRACED_SOURCES:
+        for source in sorted(_PACKAGE.glob(pattern)):
+            code.update(source.relative_to(_PACKAGE).as_posix().encode() + b"\0" + source.read_bytes())
+    with open(checkpoint_dir / WEIGHTS_FILE, "rb") as f:
+        weights = hashlib.file_digest(f, "sha256").hexdigest()
+    return {
+        "weights": weights,
+        "config": _sha256((checkpoint_dir / CONFIG_FILE).read_bytes()),
+        "opset": opset,
+        "precision": precision,
+        "exporter": exporter_version(),
+        "code": code.hexdigest(),
+    }
+
+
+def _export_spec(
+    spec: ExportSpec, model: DiffusionAutoencoder, path: Path, opset: int, key: dict[str, Any]
+) -> None:
+    """Trace one component to a temporary file, check it, then move it into place (atomic for readers)."""
+    module = spec.build_module(model)
+    sample = spec.sample_inputs(EXPORT_BATCH)
+    args = tuple(torch.from_numpy(sample[name]) for name in spec.input_names)
+    dynamic_axes = {
+        t.name: {axis: BATCH for axis, dim in enumerate(t.shape) if dim == BATCH}
+        for t in (*spec.inputs, *spec.outputs)
+    }
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # Choosing the TorchScript exporter is deliberate (see the module docstring); its deprecation
+            # notices would fail warnings-as-errors runs.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings(
+                "ignore", message=".*legacy TorchScript-based ONNX", category=DeprecationWarning
+            )
+            # Tracer notes on Python-level checks of channel counts (AdaGN's groups and scale/shift split,
+            # F.group_norm's size check): channels are fixed per graph, and the batch axis stays symbolic.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                module,
+                args,
+                str(tmp),
+                input_names=list(spec.input_names),
+                output_names=list(spec.output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        _check_names(spec, proto)
+        onnx.helper.set_model_props(
+            proto, {"diffusegae.component": spec.name, "diffusegae.key": _sha256(_canonical(key))}
+        )
+        onnx.checker.check_model(proto, full_check=True)
+        # Weights stay inside the file: a single .onnx per model is what Triton and the cache expect.
+        onnx.save(proto, str(tmp), save_as_external_data=False)
+        _publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_names(spec: ExportSpec, proto: onnx.ModelProto) -> None:
+    inputs = tuple(i.name for i in proto.graph.input)
+    outputs = tuple(o.name for o in proto.graph.output)
+    if inputs != spec.input_names or outputs != spec.output_names:
+        raise RuntimeError(
+            f"exported {spec.name} has inputs {inputs} and outputs {outputs}; the spec says "
+            f"{spec.input_names} and {spec.output_names}"
+        )
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}  # no or unreadable manifest: everything gets rebuilt
+    if data.get("version") != MANIFEST_VERSION:
+        return {}
+    return dict(data.get("models", {}))
+
+
+def _write_manifest(out: Path, entries: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=out)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"version": MANIFEST_VERSION, "models": entries}, f, indent=2, sort_keys=True)
+        f.write("\n")
+    _publish(Path(tmp), out / MANIFEST)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    # mkstemp makes owner-only files; a server running as another user must be able to read the cache.
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,60 @@
+"""The torch modules that get exported: one small explicit module per component.
+
+Each holds only the submodule it runs, so an exported file carries only that part's weights, and its
+forward takes exactly the spec's inputs, in the spec's order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffusegae.models import DiffusionAutoencoder
+
+
+class EncoderWrapper(nn.Module):
+    """x0 [B,3,H,W] → z_sem [B,512]."""
+
+    def __init__(self, model: DiffusionAutoencoder) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x0)
+
+
+class GAEEncodeWrapper(nn.Module):
+    """z_sem [B,512] → z_dis [B,D] (standardisation by the GAE's z statistics included)."""
+
+    def __init__(self, model: DiffusionAutoencoder) -> None:
+        super().__init__()
+        if model.gae is None:
+            raise ValueError(f"{model.cfg.name!r} has no GAE to export")
+        self.gae = model.gae
+
+    def forward(self, z_sem: torch.Tensor) -> torch.Tensor:
+        return self.gae.encode(z_sem)
+
+
+class GAEDecodeWrapper(nn.Module):
+    """z_dis [B,D] → z_sem [B,512]."""
+
+    def __init__(self, model: DiffusionAutoencoder) -> None:
+        super().__init__()
+        if model.gae is None:
+            raise ValueError(f"{model.cfg.name!r} has no GAE to export")
+        self.gae = model.gae
+
+    def forward(self, z_dis: torch.Tensor) -> torch.Tensor:
+        return self.gae.decode(z_dis)
+
+
+class UNetWrapper(nn.Module):
+    """x_t [B,3,H,W], t int64 [B], z_sem [B,512] → eps [B,3,H,W]."""
+
+    def __init__(self, model: DiffusionAutoencoder) -> None:
+        super().__init__()
+        self.unet = model.unet
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
+        return self.unet(x_t, t, z_sem)
