@@ -16,6 +16,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from diffusegae.export import export_checkpoint
+
+    files = export_checkpoint(args.checkpoint, args.out, opset=args.opset, precision=args.precision)
+    for name, path in files.items():
+        print(f"{name:12s} {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from diffusegae.train.cli import run
+
+    run(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffusegae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=4, help="number of source images")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    export = sub.add_parser("export", help="export a checkpoint's components to ONNX (cached)")
+    export.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    export.add_argument("--out", default=None, help="output directory (default: CHECKPOINT/onnx)")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--precision", default="fp32", help="fp32 (fp16 is done by the TensorRT build)")
+    export.set_defaults(func=_export)
+
+    from diffusegae.train.cli import add_arguments
+
+    train = sub.add_parser("train", help="train a checkpoint: stage 1 Diff-AE, 2 GAE, 3 joint (resumable)")
+    add_arguments(train)
+    train.set_defaults(func=_train)
     return parser
 
 
@@ -37,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
         print(f"diffusegae {args.command}: error: {err}", file=sys.stderr)
         return 2
 

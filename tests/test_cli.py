@@ -29,3 +29,14 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_export_writes_onnx_files(tmp_path, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    save_checkpoint(tiny_model, tmp_path / "ck")
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "onnx")]) == 0
+    printed = capsys.readouterr().out
+    for name in ["encoder", "gae_encode", "gae_decode", "unet"]:
+        assert (tmp_path / "onnx" / f"{name}.onnx").is_file() and name in printed
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--precision", "int4"]) == 2
+    assert "int4" in capsys.readouterr().err
