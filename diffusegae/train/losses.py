@@ -1,0 +1,136 @@
+"""Training losses: Diff-AE's L_simple and DiffuseGAE's L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11).
+
+The GAE losses are pure functions of callables, so tests can hand them maps whose answer is known:
+`encode` / `decode` act on *standardised* z_sem ((z − z_mean) / z_std), which is the GAE's own
+`encoder` / `decoder` halves. Working there keeps all 512 dimensions on one scale, so the reconstruction
+terms weigh every dimension alike. Every distance here is a mean absolute error (L1), the norm of Eq. 10,
+used for L_r and L_ss too so the three terms are comparable.
+
+Group layout (GROUP(C, 1), see diffusegae.data.groups): z is [B, 1+K, D]; row 0 is the centre C, row 1+k
+shares exactly attribute k with C. `chunks[k]` is the z_dis slice of attribute k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffusegae.diffusion import q_sample
+
+Map = Callable[[torch.Tensor], torch.Tensor]
+
+
+def diffusion_loss(
+    unet: nn.Module, x0: torch.Tensor, z_sem: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """L_simple (Diff-AE Eq. 1): ‖ε_θ(x_t, t, z_sem) − ε‖² with x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε."""
+    x_t = q_sample(x0, noise, t)
+    eps = unet(x_t, t, z_sem)
+    return F.mse_loss(eps.float(), noise.float())
+
+
+def standardize(z_sem: torch.Tensor, z_mean: torch.Tensor, z_std: torch.Tensor) -> torch.Tensor:
+    """(z − z_mean) / z_std: the space the GAE halves work in."""
+    return (z_sem - z_mean) / z_std
+
+
+def chunk_masks(chunks: Sequence[slice], width: int, device: torch.device | None = None) -> torch.Tensor:
+    """bool [K, width]: row k is True on chunk k. Chunks must not overlap."""
+    masks = torch.zeros(len(chunks), width, dtype=torch.bool, device=device)
+    for k, sl in enumerate(chunks):
+        masks[k, sl] = True
+    if (masks.sum(0) > 1).any():
+        raise ValueError(f"attribute chunks overlap: {list(chunks)}")
+    return masks
+
+
+def swap_chunk(into: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`into` with the masked chunk taken from `source` (both [N, width], mask [width])."""
+    return torch.where(mask, source, into)
+
+
+def reassemble(base: torch.Tensor, sources: Sequence[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """Chunk k from sources[k] for every k; dimensions no chunk covers keep `base`."""
+    out = base
+    for source, mask in zip(sources, masks, strict=True):
+        out = swap_chunk(out, source, mask)
+    return out
+
+
+def reconstruction_loss(decode: Map, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """L_r: every member reconstructs, mean over members of |D(E(z)) − z|; codes = E(z), [N, width]."""
+    flat = z.reshape(-1, z.shape[-1])
+    return F.l1_loss(decode(codes), flat)
+
+
+def swap_loss(decode: Map, z: torch.Tensor, codes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """L_ss, the supervised swap: mean over 2K + 1 terms, each an L1 over the batch.
+
+    z is [B, 1+K, D] and codes = E(z) flattened, [B·(1+K), width].
+
+    For each attribute k (z_c centre, z_k its partner on k, E·/D· the GAE halves):
+      1. D(swap_k(E z_c ← E z_k)) ≈ z_c   (C keeps its look when it takes k from an image that shares k)
+      2. D(swap_k(E z_k ← E z_c)) ≈ z_k
+    and once: 3. D(concat_k chunk_k(E z_k)) ≈ z_c (C reassembled from its K partners).
+    """
+    b, m, _ = z.shape
+    k_attrs = m - 1
+    if masks.shape[0] != k_attrs:
+        raise ValueError(f"groups have {k_attrs} partners but {masks.shape[0]} attribute chunks were given")
+    codes = codes.reshape(b, m, -1)
+    centre, partners = codes[:, 0], codes[:, 1:]
+    inputs, targets = [], []
+    for k in range(k_attrs):
+        inputs.append(swap_chunk(centre, partners[:, k], masks[k]))  # 1.
+        targets.append(z[:, 0])
+        inputs.append(swap_chunk(partners[:, k], centre, masks[k]))  # 2.
+        targets.append(z[:, 1 + k])
+    inputs.append(reassemble(centre, [partners[:, k] for k in range(k_attrs)], masks))  # 3.
+    targets.append(z[:, 0])
+    return F.l1_loss(decode(torch.cat(inputs)), torch.cat(targets))
+
+
+def reassembly_loss(
+    encode: Map,
+    decode: Map,
+    codes: torch.Tensor,
+    masks: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L_ur (Eq. 10), unsupervised reassembly: |z_u − E(D(z_u))|.
+
+    z_u takes chunk k from code π_k(i) for an independent random permutation π_k of the batch, so it is a
+    plausible code that no image had. z_u is detached: it is a sample of the code distribution, and letting
+    the gradient shrink the codes themselves would make the cycle trivially easy.
+    """
+    n = codes.shape[0]
+    perms = [torch.randperm(n, generator=generator).to(codes.device) for _ in range(masks.shape[0])]
+    z_u = reassemble(codes, [codes[p] for p in perms], masks).detach()
+    return F.l1_loss(encode(decode(z_u)), z_u)
+
+
+def gae_losses(
+    encode: Map,
+    decode: Map,
+    z: torch.Tensor,
+    chunks: Sequence[slice],
+    lambda_ss: float,
+    lambda_ur: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) on standardised group codes z [B, 1+K, D].
+
+    Returns {"dis", "r", "ss", "ur"}; L_ur reassembles codes of every member of every group.
+    """
+    if z.ndim != 3 or z.shape[1] != len(chunks) + 1:
+        raise ValueError(f"z must be [B, 1+K, D] with K={len(chunks)} attributes, got {tuple(z.shape)}")
+    b, m, d = z.shape
+    codes = encode(z.reshape(b * m, d))
+    masks = chunk_masks(chunks, codes.shape[-1], codes.device)
+    l_r = reconstruction_loss(decode, z, codes)
+    l_ss = swap_loss(decode, z, codes, masks)
+    l_ur = reassembly_loss(encode, decode, codes, masks, generator)
+    return {"dis": l_r + lambda_ss * l_ss + lambda_ur * l_ur, "r": l_r, "ss": l_ss, "ur": l_ur}
