@@ -16,7 +16,7 @@ from diffusegae.config import ModelConfig
 from diffusegae.engines.base import Engine, require_gae
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "synth64"
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("torch", "onnxruntime", "tensorrt")
 
 
 class Pipeline:
@@ -193,8 +193,10 @@ def load_pipeline(
 ) -> Pipeline:
     """A pipeline over a checkpoint directory (default: the shipped checkpoint) on the named engine.
 
-    engine="onnxruntime" exports the checkpoint into its onnx/ cache on first use; `options` go to the
-    engine (threads, providers, graph_optimization for onnxruntime).
+    engine="onnxruntime" exports the checkpoint into its onnx/ cache on first use; engine="tensorrt" builds
+    fp16 plans from those files (needs the tensorrt package and a CUDA GPU; unverified on this project's
+    machines). `options` go to the engine: threads, providers, graph_optimization (onnxruntime);
+    precision, workspace_gb (tensorrt); dtype, compile, cuda_graphs (torch).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -208,9 +210,11 @@ def load_pipeline(
         from diffusegae.engines.onnxruntime_engine import load_onnxruntime_engine
 
         return Pipeline(load_onnxruntime_engine(path, **options))
-    if options:
-        raise ValueError(f"options {sorted(options)} apply to engine='onnxruntime' only")
+    if engine == "tensorrt":
+        from diffusegae.engines.tensorrt_engine import load_tensorrt_engine
+
+        return Pipeline(load_tensorrt_engine(path, **options))
     from diffusegae.checkpoint import load_checkpoint
     from diffusegae.engines.torch_engine import TorchEngine
 
-    return Pipeline(TorchEngine(load_checkpoint(path, device), device))
+    return Pipeline(TorchEngine(load_checkpoint(path, device), device, **options))

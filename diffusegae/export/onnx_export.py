@@ -15,7 +15,6 @@ when one of those changed or the file is gone.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import warnings
@@ -26,12 +25,11 @@ import onnx
 import torch
 
 from diffusegae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config
+from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
 from diffusegae.export.specs import BATCH, ExportSpec, specs_for
 from diffusegae.models import DiffusionAutoencoder
 
 ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 PRECISIONS = ("fp32",)
 OPSETS = range(14, 21)  # ≥ 14: attention's symbolic; ≤ 20: the TorchScript exporter's last opset
 # Trace at batch 2, not 1: at batch 1 size-1 broadcasting can hide a shape that wrongly ignores the batch.
@@ -65,19 +63,19 @@ def export_checkpoint(
         ignore.write_text("# written by diffusegae export: a build cache\n*\n")
 
     common = _common_key(checkpoint_dir, opset, precision)
-    entries: dict[str, Any] = _read_manifest(out)
+    entries: dict[str, Any] = read_manifest(out)
     model: DiffusionAutoencoder | None = None
     paths: dict[str, Path] = {}
     for spec in specs_for(config):
         path = out / f"{spec.name}.onnx"
-        key = {**common, "spec": _sha256(spec.fingerprint().encode())}
+        key = {**common, "spec": sha256(spec.fingerprint().encode())}
         entry = entries.get(spec.name)
         if entry is None or entry.get("key") != key or not path.is_file():
             if model is None:
                 model = load_checkpoint(checkpoint_dir)
             _export_spec(spec, model, path, opset, key)
             entries[spec.name] = {"file": path.name, "key": key}
-            _write_manifest(out, entries)
+            write_manifest(out, entries)
         paths[spec.name] = path
 
     # Components this config no longer has (GAE files after a plain Diff-AE was saved over a DiffuseGAE).
@@ -85,7 +83,7 @@ def export_checkpoint(
     for name in stale:
         (out / entries.pop(name)["file"]).unlink(missing_ok=True)
     if stale:
-        _write_manifest(out, entries)
+        write_manifest(out, entries)
     return paths
 
 
@@ -116,7 +114,7 @@ def _common_key(checkpoint_dir: Path, opset: int, precision: str) -> dict[str, A
         weights = hashlib.file_digest(f, "sha256").hexdigest()
     return {
         "weights": weights,
-        "config": _sha256((checkpoint_dir / CONFIG_FILE).read_bytes()),
+        "config": sha256((checkpoint_dir / CONFIG_FILE).read_bytes()),
         "opset": opset,
         "precision": precision,
         "exporter": exporter_version(),
@@ -162,12 +160,12 @@ def _export_spec(
         proto = onnx.load(str(tmp))
         _check_names(spec, proto)
         onnx.helper.set_model_props(
-            proto, {"diffusegae.component": spec.name, "diffusegae.key": _sha256(_canonical(key))}
+            proto, {"diffusegae.component": spec.name, "diffusegae.key": sha256(canonical(key))}
         )
         onnx.checker.check_model(proto, full_check=True)
         # Weights stay inside the file: a single .onnx per model is what Triton and the cache expect.
         onnx.save(proto, str(tmp), save_as_external_data=False)
-        _publish(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -180,35 +178,3 @@ def _check_names(spec: ExportSpec, proto: onnx.ModelProto) -> None:
             f"exported {spec.name} has inputs {inputs} and outputs {outputs}; the spec says "
             f"{spec.input_names} and {spec.output_names}"
         )
-
-
-def _read_manifest(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / MANIFEST).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}  # no or unreadable manifest: everything gets rebuilt
-    if data.get("version") != MANIFEST_VERSION:
-        return {}
-    return dict(data.get("models", {}))
-
-
-def _write_manifest(out: Path, entries: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"version": MANIFEST_VERSION, "models": entries}, f, indent=2, sort_keys=True)
-        f.write("\n")
-    _publish(Path(tmp), out / MANIFEST)
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    # mkstemp makes owner-only files; a server running as another user must be able to read the cache.
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True).encode()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -8,7 +8,8 @@ import pytest
 
 from diffusegae import build_model, preset, save_checkpoint
 from diffusegae.export import specs
-from diffusegae.export.onnx_export import MANIFEST, ONNX_DIR, export_checkpoint
+from diffusegae.export.cache import MANIFEST
+from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
 from diffusegae.export.specs import BATCH, specs_for
 
 from ..conftest import randomize

@@ -1,0 +1,279 @@
+"""The Engine protocol over TensorRT engines, one per export spec, built from the fp32 ONNX files.
+
+UNVERIFIED: no machine of this project has TensorRT. Written against the TensorRT 10 Python API (builder:
+OnnxParser.parse_from_file, IBuilderConfig memory pool / FP16 flag / timing cache, one optimization profile
+from each spec's BatchProfile; runtime: deserialize_cuda_engine, set_input_shape, set_tensor_address,
+execute_async_v3 on torch CUDA buffers). `tensorrt` is imported only when an engine is built.
+
+Cache: `<checkpoint>/tensorrt/<name>.plan`, with a manifest recording what each plan was built from (the
+ONNX file's manifest key, TensorRT version, GPU, precision, workspace, spec); a plan is rebuilt when one of
+those changes. One timing cache file next to the plans is loaded before and saved after every build.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffusegae.checkpoint import read_config
+from diffusegae.engines.base import require_gae
+from diffusegae.export import specs
+from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
+from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
+
+TRT_DIR = "tensorrt"  # default plan cache inside the checkpoint
+TIMING_CACHE = "timing.cache"
+PRECISIONS = ("fp16", "fp32")
+# Opset ≤ 20 exports GroupNorm as InstanceNormalization; TensorRT 10.7 is reported to reject opset 21's
+# per-channel GroupNormalization.
+ONNX_OPSET = 17
+MIN_TRT_MAJOR = 10
+UNAVAILABLE = (
+    "TensorRT engine needs the tensorrt package and a CUDA GPU; unverified on this project's machines"
+)
+
+Shapes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+class TensorRTEngine:
+    """encode / eps / gae_encode / gae_decode on TensorRT; numpy float32 in and out, batch first.
+
+    precision: fp16 (BuilderFlag.FP16 on the fp32 graph: TensorRT picks fp16 kernels where they are
+    faster; IO stays fp32) or fp32. workspace_gb: the builder's workspace memory pool. engine_dir: plan
+    cache (default `<checkpoint>/tensorrt`). device: CUDA device index. Batches larger than a spec's
+    profile max run in chunks.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        precision: str = "fp16",
+        workspace_gb: float = 4,
+        engine_dir: str | Path | None = None,
+        device: int = 0,
+        onnx_dir: str | Path | None = None,
+    ) -> None:
+        check_options(precision, workspace_gb)
+        trt = require_tensorrt(device)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.config = read_config(self.checkpoint_dir)
+        self.device = torch.device("cuda", device)
+        self.engine_dir = Path(engine_dir) if engine_dir is not None else self.checkpoint_dir / TRT_DIR
+        self.engine_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.engine_dir / ".gitignore"
+        if engine_dir is None and not ignore.exists():
+            ignore.write_text("# written by diffusegae: a TensorRT build cache\n*\n")
+
+        onnx_paths = export_checkpoint(self.checkpoint_dir, onnx_dir, opset=ONNX_OPSET)
+        onnx_key = onnx_keys(Path(onnx_dir) if onnx_dir is not None else self.checkpoint_dir / ONNX_DIR)
+        logger = trt.Logger(trt.Logger.WARNING)
+        major, minor = torch.cuda.get_device_capability(device)
+        gpu = f"{torch.cuda.get_device_name(device)} sm{major}{minor}"
+        entries = read_manifest(self.engine_dir)
+        self.plans: dict[str, Path] = {}
+        self.runners: dict[str, _PlanRunner] = {}
+        runtime = trt.Runtime(logger)
+        for spec in specs.specs_for(self.config):
+            plan = self.engine_dir / f"{spec.name}.plan"
+            key = plan_key(spec, onnx_key[spec.name], trt.__version__, gpu, precision, workspace_gb)
+            if needs_build(entries.get(spec.name), key, plan):
+                with torch.cuda.device(self.device):
+                    build_plan(trt, logger, onnx_paths[spec.name], plan, spec, precision, workspace_gb)
+                entries[spec.name] = {"file": plan.name, "key": key}
+                write_manifest(self.engine_dir, entries)
+            self.plans[spec.name] = plan
+            self.runners[spec.name] = _PlanRunner(trt, runtime, plan, spec, self.device)
+        # Plans of components this config no longer has (a plain Diff-AE saved over a DiffuseGAE).
+        stale = set(entries) - set(self.plans)
+        for name in stale:
+            (self.engine_dir / entries.pop(name)["file"]).unlink(missing_ok=True)
+        if stale:
+            write_manifest(self.engine_dir, entries)
+
+    def encode(self, x0: np.ndarray) -> np.ndarray:
+        return self.runners[specs.ENCODER](x0)
+
+    def eps(self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> np.ndarray:
+        return self.runners[specs.UNET](x_t, t, z_sem)
+
+    def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
+        require_gae(self.config, "gae_encode")
+        return self.runners[specs.GAE_ENCODE](z_sem)
+
+    def gae_decode(self, z_dis: np.ndarray) -> np.ndarray:
+        require_gae(self.config, "gae_decode")
+        return self.runners[specs.GAE_DECODE](z_dis)
+
+
+def load_tensorrt_engine(checkpoint_dir: str | Path, **options: Any) -> TensorRTEngine:
+    """A TensorRTEngine over a checkpoint directory (options as in TensorRTEngine)."""
+    return TensorRTEngine(checkpoint_dir, **options)
+
+
+def check_options(precision: str, workspace_gb: float) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if not workspace_gb > 0:
+        raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
+
+
+def require_tensorrt(device: int = 0) -> ModuleType:
+    """The tensorrt module, or RuntimeError saying what is missing (package, GPU, or a TensorRT ≥ 10)."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as error:  # OSError: the wheel is there but libnvinfer does not load
+        raise RuntimeError(f"{UNAVAILABLE} (import tensorrt failed: {error})") from error
+    if not torch.cuda.is_available() or not 0 <= device < torch.cuda.device_count():
+        raise RuntimeError(f"{UNAVAILABLE} (no CUDA device {device} visible to torch)")
+    major = str(getattr(trt, "__version__", "0")).split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TRT_MAJOR:
+        raise RuntimeError(f"{UNAVAILABLE} (found TensorRT {trt.__version__}; the engine uses the 10.x API)")
+    return trt
+
+
+def profile_shapes(spec: specs.ExportSpec) -> dict[str, Shapes]:
+    """Per input: (min, opt, max) shapes, the batch axis from the spec's BatchProfile, other axes fixed."""
+    p = spec.profile
+    return {
+        t.name: (t.concrete_shape(p.min), t.concrete_shape(p.opt), t.concrete_shape(p.max))
+        for t in spec.inputs
+    }
+
+
+def onnx_keys(onnx_dir: Path) -> dict[str, str]:
+    """Per component, the hash of what its ONNX file was built from (= its `diffusegae.key` model prop)."""
+    return {name: sha256(canonical(entry["key"])) for name, entry in read_manifest(onnx_dir).items()}
+
+
+def plan_key(
+    spec: specs.ExportSpec, onnx_key: str, trt_version: str, gpu: str, precision: str, workspace_gb: float
+) -> dict[str, Any]:
+    """Everything a plan depends on (a plan only runs on the TensorRT version and GPU it was built on)."""
+    return {
+        "onnx": onnx_key,
+        "tensorrt": trt_version,
+        "gpu": gpu,
+        "precision": precision,
+        "workspace_gb": workspace_gb,
+        "spec": sha256(spec.fingerprint().encode()),
+    }
+
+
+def needs_build(entry: dict[str, Any] | None, key: dict[str, Any], plan: Path) -> bool:
+    return entry is None or entry.get("key") != key or not plan.is_file()
+
+
+def build_plan(
+    trt: ModuleType,
+    logger: Any,
+    onnx_path: Path,
+    plan: Path,
+    spec: specs.ExportSpec,
+    precision: str,
+    workspace_gb: float,
+) -> None:
+    """ONNX → serialized engine at `plan` (written atomically), through the shared timing cache."""
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if precision == "fp16":
+        if not hasattr(trt.BuilderFlag, "FP16"):
+            # Weak typing (precision flags) was deprecated in TensorRT 10.12 and removed in 11.
+            raise RuntimeError(
+                f"precision='fp16' uses BuilderFlag.FP16, which TensorRT {trt.__version__} no longer has; "
+                "use TensorRT 10.x or precision='fp32'"
+            )
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (low, opt, high) in profile_shapes(spec).items():
+        profile.set_shape(name, low, opt, high)
+    config.add_optimization_profile(profile)
+
+    cache_path = plan.parent / TIMING_CACHE
+    cached = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(cached)
+    # A cache from another GPU or TensorRT version fails verification: start an empty one instead.
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build {spec.name} from {onnx_path} (see its log above)")
+    _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
+    _write_atomic(plan, memoryview(serialized))
+
+
+def _write_atomic(path: Path, data: memoryview) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    publish(Path(tmp), path)
+
+
+class _PlanRunner:
+    """One deserialized engine and its execution context; torch CUDA tensors are the device buffers."""
+
+    def __init__(
+        self, trt: ModuleType, runtime: Any, plan: Path, spec: specs.ExportSpec, device: torch.device
+    ) -> None:
+        self.spec = spec
+        self.device = device
+        with torch.cuda.device(device):
+            self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not load {plan}; delete it to rebuild")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = {n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT}
+        if inputs != set(spec.input_names) or set(names) - inputs != set(spec.output_names):
+            raise RuntimeError(
+                f"{plan} has tensors {names}; the spec says {spec.input_names + spec.output_names}"
+            )
+        # The engine's own IO types (the parser may narrow int64 to int32): inputs are cast to them.
+        torch_types = {
+            trt.DataType.FLOAT: torch.float32,
+            trt.DataType.HALF: torch.float16,
+            trt.DataType.INT32: torch.int32,
+            trt.DataType.INT64: torch.int64,
+        }
+        self.dtypes = {n: torch_types[self.engine.get_tensor_dtype(n)] for n in names}
+        self.context = self.engine.create_execution_context()
+        # A stream of our own: on the legacy default stream TensorRT adds synchronizations of its own.
+        self.stream = torch.cuda.Stream(device)
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        limit = self.spec.profile.max
+        chunks = [
+            self._run([a[i : i + limit] for a in arrays]) for i in range(0, max(len(arrays[0]), 1), limit)
+        ]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
+        (out_name,) = self.spec.output_names
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            keep = []  # the input buffers must outlive the enqueued work
+            for name, array in zip(self.spec.input_names, arrays, strict=True):
+                x = torch.from_numpy(np.ascontiguousarray(array)).to(self.device, self.dtypes[name])
+                if not self.context.set_input_shape(name, tuple(x.shape)):
+                    raise ValueError(
+                        f"{self.spec.name}: input {name} of shape {tuple(x.shape)} is outside the engine's "
+                        f"profile {profile_shapes(self.spec)[name]}"
+                    )
+                self.context.set_tensor_address(name, x.data_ptr())
+                keep.append(x)
+            shape = tuple(self.context.get_tensor_shape(out_name))
+            out = torch.empty(shape, dtype=self.dtypes[out_name], device=self.device)
+            self.context.set_tensor_address(out_name, out.data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError(f"TensorRT execution of {self.spec.name} failed (see its log)")
+            return out.float().cpu().numpy()  # .cpu() waits for the stream
