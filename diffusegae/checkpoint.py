@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from diffusegae.config import ModelConfig
-from diffusegae.models import DiffusionAutoencoder, build_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from diffusegae.models import DiffusionAutoencoder
+
+# torch loads inside the functions that need it: reading a config (servers, the client side, export-cache
+# checks) must stay light.
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -31,6 +35,8 @@ def save_checkpoint(
     info: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` to `directory` (created if needed). dtype=torch.float16 halves the file for shipping."""
+    from safetensors.torch import save_file
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format_version": FORMAT_VERSION, "model": model.cfg.to_dict(), "info": info or {}}
@@ -66,6 +72,10 @@ def read_info(directory: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> DiffusionAutoencoder:
     """The model of a checkpoint directory, float32, in eval mode; weights must match the config exactly."""
+    from safetensors.torch import load_file
+
+    from diffusegae.models import build_model
+
     directory = Path(directory)
     cfg = read_config(directory)
     model = build_model(cfg, device="meta")
@@ -77,5 +87,7 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
 
 
 def load_latent_stats(directory: str | Path) -> dict[str, torch.Tensor] | None:
+    from safetensors.torch import load_file
+
     path = Path(directory) / LATENT_STATS_FILE
     return load_file(path) if path.is_file() else None

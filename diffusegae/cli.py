@@ -54,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", default="fp32", help="fp32 (fp16 is done by the TensorRT build)")
     export.set_defaults(func=_export)
 
+    from diffusegae.server.cli import (
+        add_build_repo_arguments,
+        add_serve_arguments,
+        run_build_repo,
+        run_serve,
+    )
+
+    build_repo = sub.add_parser("build-repo", help="write the Triton model repository for a checkpoint")
+    add_build_repo_arguments(build_repo)
+    build_repo.set_defaults(func=run_build_repo)
+
+    serve = sub.add_parser("serve", help="run the bundled Triton Inference Server on a model repository")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
+
     from diffusegae.train.cli import add_arguments
 
     train = sub.add_parser("train", help="train a checkpoint: stage 1 Diff-AE, 2 GAE, 3 joint (resumable)")

@@ -10,16 +10,12 @@ Per-sample coefficients are allowed (arrays of shape [B]), so one batch can mix 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
-
-try:  # torch is a dependency of the package, but keep this module importable without it
-    import torch
-except ImportError:  # pragma: no cover - the client imports nothing from here
-    torch = None
 
 Array = TypeVar("Array", np.ndarray, Any)
 
@@ -99,12 +95,20 @@ def ddim_schedule(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> DDIMSchedul
     )
 
 
+def _torch_of(x: Any) -> Any:
+    """The torch module if `x` is a torch tensor, else None. Never imports torch: if torch is not loaded,
+    nothing can be a tensor, so numpy-only users (the server's glue models) stay light."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else None
+
+
 def _coef(value: float | np.ndarray, like: Array) -> Array:
     """A float64 scalar or per-sample [B] coefficient, cast and shaped to broadcast against `like`."""
     value = np.asarray(value, dtype=np.float64)
     if value.ndim:
         value = value.reshape(-1, *([1] * (like.ndim - 1)))
-    if torch is not None and isinstance(like, torch.Tensor):
+    torch = _torch_of(like)
+    if torch is not None:
         return torch.as_tensor(value, dtype=like.dtype, device=like.device)
     return value.astype(like.dtype)
 
@@ -151,8 +155,14 @@ def ddim_inverse_step(
 
 def q_sample(x0: Array, noise: Array, t: np.ndarray | int, num_timesteps: int = NUM_TIMESTEPS) -> Array:
     """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDPM Eq. 4), t per sample or scalar."""
-    t = np.asarray(t.cpu() if torch is not None and isinstance(t, torch.Tensor) else t)
+    t = np.asarray(t.cpu() if _torch_of(t) is not None else t)
     return _move(x0, noise, alphas_cumprod(num_timesteps)[t])
+
+
+def seeded_noise(batch: int, image_size: int, seed: int, channels: int = 3) -> np.ndarray:
+    """x_T ~ N(0, I) [batch, channels, size, size] float32 from a seed: identical on every engine and host."""
+    shape = (batch, channels, image_size, image_size)
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
 
 
 def lerp(a: Array, b: Array, alpha: float | np.ndarray) -> Array:
@@ -168,14 +178,15 @@ def slerp(a: Array, b: Array, alpha: float | np.ndarray, eps: float = 1e-7) -> A
     """
     shape = a.shape
     fa, fb = a.reshape(shape[0], -1), b.reshape(shape[0], -1)
-    xp = torch if torch is not None and isinstance(a, torch.Tensor) else np
+    torch = _torch_of(a)
+    xp = torch if torch is not None else np
     na = (fa * fa).sum(-1) ** 0.5
     nb = (fb * fb).sum(-1) ** 0.5
     cos = ((fa * fb).sum(-1) / (na * nb + eps)).clip(-1.0, 1.0)
     theta = xp.arccos(cos)
     alpha_v = _coef(alpha, theta)
     sin_t = xp.sin(theta)
-    degenerate = sin_t.abs() < 1e-4 if xp is torch else np.abs(sin_t) < 1e-4
+    degenerate = abs(sin_t) < 1e-4
     safe = xp.where(degenerate, xp.ones_like(sin_t), sin_t)
     wa = xp.where(degenerate, 1 - alpha_v, xp.sin((1 - alpha_v) * theta) / safe)
     wb = xp.where(degenerate, alpha_v + 0 * theta, xp.sin(alpha_v * theta) / safe)

@@ -108,8 +108,7 @@ class Pipeline:
 
     def noise(self, batch: int, seed: int) -> np.ndarray:
         """x_T ~ N(0, I) from a seed, identical on every engine and machine."""
-        s = self.config.image_size
-        return np.random.default_rng(seed).standard_normal((batch, 3, s, s), dtype=np.float32)
+        return diffusion.seeded_noise(batch, self.config.image_size, seed)
 
     def reconstruct(self, x0: np.ndarray, steps: int = 20, seed: int | None = None) -> np.ndarray:
         """encode → invert → decode; with a seed, decode from random x_T instead of the inferred one."""

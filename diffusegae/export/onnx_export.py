@@ -18,16 +18,18 @@ import hashlib
 import os
 import tempfile
 import warnings
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
-
-import onnx
-import torch
+from typing import TYPE_CHECKING, Any
 
 from diffusegae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config
 from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
 from diffusegae.export.specs import BATCH, ExportSpec, specs_for
-from diffusegae.models import DiffusionAutoencoder
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+    from diffusegae.models import DiffusionAutoencoder
 
 ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
 PRECISIONS = ("fp32",)
@@ -102,7 +104,8 @@ def _check_options(opset: int, precision: str) -> None:
 
 
 def exporter_version() -> str:
-    return f"torch {torch.__version__} torchscript-onnx; onnx {onnx.__version__}"
+    # Read from package metadata: a cache hit (the common case, e.g. a server starting) imports no torch.
+    return f"torch {version('torch')} torchscript-onnx; onnx {version('onnx')}"
 
 
 def _common_key(checkpoint_dir: Path, opset: int, precision: str) -> dict[str, Any]:
@@ -126,6 +129,9 @@ def _export_spec(
     spec: ExportSpec, model: DiffusionAutoencoder, path: Path, opset: int, key: dict[str, Any]
 ) -> None:
     """Trace one component to a temporary file, check it, then move it into place (atomic for readers)."""
+    import onnx
+    import torch
+
     module = spec.build_module(model)
     sample = spec.sample_inputs(EXPORT_BATCH)
     args = tuple(torch.from_numpy(sample[name]) for name in spec.input_names)

@@ -1,0 +1,15 @@
+"""A thin client for the diffusegae Triton server: uint8 NHWC numpy or PIL images in, uint8 NHWC out.
+
+    from diffusegae.client import Client
+    with Client("127.0.0.1:8001") as client:
+        edited = client.edit(source, reference, swap=["background"], steps=20)
+
+`AsyncClient` has the same methods as coroutines. Server errors raise ServerError (the server's message
+and gRPC status); UNAVAILABLE is retried with exponential backoff. No torch anywhere here.
+"""
+
+from diffusegae.client.aio import AsyncClient
+from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.sync import Client
+
+__all__ = ["AsyncClient", "Client", "Retry", "ServerError"]

@@ -1,0 +1,70 @@
+"""The asyncio client (tritonclient.grpc.aio): the same ops as Client, as coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+
+import numpy as np
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from diffusegae.client.calls import Call
+from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.ops import Ops, infer_args
+
+
+class AsyncClient(Ops[Awaitable[np.ndarray]]):
+    """`await client.edit(...)`; `async with AsyncClient(url) as client:` closes the channel at the end."""
+
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        timeout: float | None = 300.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry = Retry(retries, backoff)
+        self._grpc = grpcaio.InferenceServerClient(url)
+
+    async def _infer(self, call: Call) -> np.ndarray:
+        inputs, outputs = infer_args(call)
+        attempt = 0
+        while True:
+            try:
+                result = await self._grpc.infer(
+                    call.model, inputs, outputs=outputs, client_timeout=self.timeout
+                )
+                return result.as_numpy(call.output)
+            except InferenceServerException as err:
+                error = ServerError.from_triton(err)
+                delay = self.retry.delay(attempt, error)
+                if delay is None:
+                    raise error from None
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def is_ready(self) -> bool:
+        try:
+            return bool(await self._grpc.is_server_ready(client_timeout=5.0))
+        except InferenceServerException:
+            return False
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not await self.is_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server at {self.url} was not ready within {timeout:.0f} s")
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        await self._grpc.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,108 @@
+"""The public ops as requests: which ensemble, and its input tensors built from user values.
+
+Images: a uint8 [H,W,3] or [B,H,W,3] array, a PIL image, or a list of either. Values are checked only as
+far as the wire needs (an integer must be an integer); the server checks the rest and says what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diffusegae.export.specs import TensorSpec
+from diffusegae.server.specs import (
+    ALPHA_TENSOR,
+    ATTRIBUTES,
+    EDIT,
+    IMAGE,
+    IMAGE_A,
+    IMAGE_B,
+    INTERPOLATE,
+    OUTPUT,
+    RECOMBINE,
+    RECONSTRUCT,
+    REFERENCE,
+    SEED_TENSOR,
+    SOURCE,
+    STEPS,
+    STEPS_TENSOR,
+    named,
+)
+
+Image = Any  # np.ndarray | PIL.Image.Image | a sequence of them
+
+
+@dataclass(frozen=True)
+class Call:
+    model: str
+    inputs: dict[str, np.ndarray]
+    output: str = OUTPUT
+
+
+def images(value: Image) -> np.ndarray:
+    """A batch [B,H,W,C] from one image, a batch array or a list of images (PIL images become RGB)."""
+    if isinstance(value, list | tuple):
+        return np.stack([_array(v) for v in value])
+    x = _array(value)
+    return x[None] if x.ndim == 3 else x
+
+
+def _array(value: Image) -> np.ndarray:
+    if not isinstance(value, np.ndarray) and hasattr(value, "convert"):  # a PIL image, without importing PIL
+        return np.asarray(value.convert("RGB"))
+    return np.ascontiguousarray(value)
+
+
+def per_row(spec: TensorSpec, value: Any, rows: int) -> np.ndarray:
+    """One scalar repeated for each image, [rows, 1], in the spec's dtype."""
+    dtype = np.dtype(spec.dtype)
+    if np.issubdtype(dtype, np.integer):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{spec.name} must be an integer, got {value!r}")
+        info = np.iinfo(dtype)
+        if not info.min <= value <= info.max:
+            raise ValueError(f"{spec.name} must fit {dtype} ({info.min}..{info.max}), got {value}")
+    elif isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{spec.name} must be a number, got {value!r}")
+    return np.full((rows, 1), value, dtype=dtype)
+
+
+def attribute_names(names: str | Sequence[str], rows: int) -> np.ndarray:
+    """The attributes tensor: the same names for each image, UTF-8, [rows, K]."""
+    names = [names] if isinstance(names, str) else list(names)
+    return np.array([[n.encode("utf-8") for n in names]] * rows, dtype=object).reshape(rows, len(names))
+
+
+def reconstruct(image: Image, steps: int) -> Call:
+    x = images(image)
+    return Call(RECONSTRUCT, {IMAGE: x, STEPS: per_row(STEPS_TENSOR, steps, len(x))})
+
+
+def edit(source: Image, reference: Image, swap: str | Sequence[str], steps: int) -> Call:
+    src, ref = images(source), images(reference)
+    if len(ref) == 1 and len(src) > 1:  # one reference for every source, as Pipeline.edit
+        ref = np.repeat(ref, len(src), axis=0)
+    n = len(src)
+    inputs = {SOURCE: src, REFERENCE: ref, ATTRIBUTES: attribute_names(swap, n)}
+    return Call(EDIT, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+
+
+def recombine(parts: Mapping[str, Image], steps: int, seed: int) -> Call:
+    if not parts:
+        raise ValueError("recombine needs one image (or batch) per attribute, e.g. {'identity': image, ...}")
+    inputs = {named(IMAGE, name): images(image) for name, image in parts.items()}
+    n = len(next(iter(inputs.values())))
+    inputs[SEED_TENSOR.name] = per_row(SEED_TENSOR, seed, n)
+    return Call(RECOMBINE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+
+
+def interpolate(a: Image, b: Image, alpha: float, attributes: str | Sequence[str] | None, steps: int) -> Call:
+    xa, xb = images(a), images(b)
+    n = len(xa)
+    inputs = {IMAGE_A: xa, IMAGE_B: xb, ALPHA_TENSOR.name: per_row(ALPHA_TENSOR, alpha, n)}
+    if attributes is not None:  # left out: the server interpolates every attribute
+        inputs[ATTRIBUTES] = attribute_names(attributes, n)
+    return Call(INTERPOLATE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})

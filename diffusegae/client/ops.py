@@ -1,0 +1,69 @@
+"""The four public ops, written once for both clients: each builds a Call and hands it to `_infer`.
+
+Client._infer returns the output array; AsyncClient._infer is a coroutine, so there the same methods return
+awaitables (`await client.edit(...)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Generic, TypeVar
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import np_to_triton_dtype
+
+from diffusegae.client import calls
+from diffusegae.client.calls import Call, Image
+from diffusegae.server.specs import OUTPUT
+
+R = TypeVar("R")
+
+
+def infer_args(call: Call) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
+    inputs = []
+    for name, array in call.inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), _datatype(name, array))
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs, [grpcclient.InferRequestedOutput(call.output)]
+
+
+def _datatype(name: str, array: np.ndarray) -> str:
+    # The array's own dtype goes on the wire: the server names the dtype it wants when they differ.
+    datatype = np_to_triton_dtype(array.dtype)
+    if datatype is None:
+        raise TypeError(f"{name}: numpy {array.dtype} cannot be sent; images are uint8")
+    return datatype
+
+
+class Ops(Generic[R]):
+    def _infer(self, call: Call) -> R:
+        raise NotImplementedError
+
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray], output: str = OUTPUT) -> R:
+        """Send tensors as they are to any model of the server (an op, or e.g. `invert`) → one output."""
+        return self._infer(Call(model, dict(inputs), output))
+
+    def reconstruct(self, images: Image, steps: int = 20) -> R:
+        """encode → invert → decode: uint8 [B,H,W,3] images back through the model."""
+        return self._infer(calls.reconstruct(images, steps))
+
+    def edit(self, source: Image, reference: Image, swap: str | Sequence[str], steps: int = 20) -> R:
+        """Take the `swap` attributes from `reference` (one image, or one per source), keep the rest."""
+        return self._infer(calls.edit(source, reference, swap, steps))
+
+    def recombine(self, parts: Mapping[str, Image], steps: int = 20, seed: int = 0) -> R:
+        """One image (batch) per attribute name → images showing each attribute of its own source."""
+        return self._infer(calls.recombine(parts, steps, seed))
+
+    def interpolate(
+        self,
+        a: Image,
+        b: Image,
+        alpha: float,
+        attributes: str | Sequence[str] | None = None,
+        steps: int = 20,
+    ) -> R:
+        """From a toward b by alpha (only the named attributes; all when None)."""
+        return self._infer(calls.interpolate(a, b, alpha, attributes, steps))

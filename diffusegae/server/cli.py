@@ -1,0 +1,107 @@
+"""`diffusegae build-repo` and `diffusegae serve`: arguments and handlers for the main CLI to mount."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffusegae.server.specs import LEAF_BACKENDS, LOOP_ENGINES, PYTHON_ORT
+
+PROJECT = Path(__file__).resolve().parents[2]
+SHIPPED_REPOSITORY = PROJECT / "model_repository"
+SHIPPED_CHECKPOINT = PROJECT / "checkpoints" / "tiny32"
+
+
+def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint directory (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out", default=str(SHIPPED_REPOSITORY), help="repository folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--leaf-backend",
+        choices=LEAF_BACKENDS,
+        default=PYTHON_ORT,
+        help="leaf models as python models over onnxruntime (CPU, default), or native onnxruntime / "
+        "tensorrt models for the NGC container",
+    )
+    parser.add_argument(
+        "--checkpoint-ref",
+        default=None,
+        help="how config.pbtxt names the checkpoint (default: relative to --out inside one project, else "
+        "absolute)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model process")
+    parser.add_argument(
+        "--loop-engine",
+        choices=LOOP_ENGINES,
+        default=None,
+        help="where invert / decode run the UNet: in-process onnxruntime (default for python-ort leaves) or "
+        "BLS calls to the unet model (default for native leaves)",
+    )
+
+
+def run_build_repo(args: argparse.Namespace) -> int:
+    from diffusegae.server.repository import build_repository
+
+    out = build_repository(
+        args.checkpoint,
+        args.out,
+        args.leaf_backend,
+        checkpoint_ref=args.checkpoint_ref,
+        threads=args.threads,
+        loop_engine=args.loop_engine,
+    )
+    models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
+    print(f"{out}: {len(models)} models ({', '.join(models)})")
+    return 0
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repository", default=str(SHIPPED_REPOSITORY), help="model repository (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="build the repository from this checkpoint first (default: as is)"
+    )
+    parser.add_argument("--leaf-backend", choices=LEAF_BACKENDS, default=PYTHON_ORT)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model process")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.add_argument("--log-verbose", type=int, default=0)
+    parser.add_argument(
+        "--print-container-cmd",
+        "--container",
+        dest="container",
+        action="store_true",
+        help="print the docker command for the NGC tritonserver image (GPU machines) instead of serving",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from diffusegae.server.launcher import container_command, serve
+
+    ports = {"grpc": args.grpc_port, "http": args.http_port, "metrics": args.metrics_port}
+    if args.container:
+        if args.checkpoint is not None:
+            from diffusegae.server.repository import build_repository
+
+            build_repository(args.checkpoint, args.repository, args.leaf_backend, threads=args.threads)
+        print(container_command(args.repository, ports=ports))
+        return 0
+    return serve(
+        args.repository,
+        args.checkpoint,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        leaf_backend=args.leaf_backend,
+        threads=args.threads,
+        startup_timeout=args.startup_timeout,
+        log_verbose=args.log_verbose,
+    )

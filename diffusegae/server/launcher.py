@@ -1,0 +1,255 @@
+"""Run the bundled tritonserver on a repository (CPU), or print the NGC container command (GPU machines).
+
+    with TritonServer("model_repository", grpc_port=8001) as server:
+        Client(server.url).reconstruct(images)
+
+The server binds 127.0.0.1 unless told otherwise, loads the repository once (model control off), runs in
+its own session (a terminal's Ctrl-C reaches it only through `serve`, which forwards it), and is stopped by
+its PID; the shared-memory regions of its python models are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from diffusegae.server import runtime
+from diffusegae.server.specs import PYTHON_ORT
+
+NGC_VERSION = "24.10"  # tritonserver 2.51, the release nvidia-pytriton 0.7 bundles
+DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+class ServerStartError(RuntimeError):
+    """tritonserver exited or did not become ready; the message ends with its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class TritonServer:
+    """The bundled tritonserver as a subprocess over `repository` (built from `checkpoint` if given)."""
+
+    def __init__(
+        self,
+        repository: str | Path,
+        checkpoint: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        grpc_port: int = DEFAULT_PORTS["grpc"],
+        http_port: int = DEFAULT_PORTS["http"],
+        metrics_port: int = DEFAULT_PORTS["metrics"],
+        leaf_backend: str = PYTHON_ORT,
+        threads: int = 1,
+        startup_timeout: float = 180.0,
+        exit_timeout: int = 10,
+        work_dir: str | Path | None = None,
+        log_verbose: int = 0,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.host = host
+        self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
+        self.leaf_backend, self.threads = leaf_backend, threads
+        self.startup_timeout, self.exit_timeout, self.log_verbose = startup_timeout, exit_timeout, log_verbose
+        self._own_work_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.shm_prefix = f"{runtime.SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
+        self.process: subprocess.Popen | None = None
+        self._log: Any = None
+
+    # ---- addresses ----
+    @property
+    def url(self) -> str:
+        """host:port of the gRPC endpoint (what Client takes)."""
+        return f"{self._probe_host}:{self.ports['grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._probe_host}:{self.ports['http']}"
+
+    @property
+    def _probe_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    # ---- life cycle ----
+    def start(self) -> TritonServer:
+        if self.process is not None:
+            raise RuntimeError("this server was started already")
+        self._prepare_repository()
+        self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="diffusegae-triton-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        backends = runtime.prepare_backends(self.work_dir)
+        args = runtime.arguments(
+            self.repository, backends, self.host, self.ports, self.shm_prefix, self.exit_timeout,
+            self.log_verbose,
+        )  # fmt: skip
+        self._log = open(self.work_dir / "tritonserver.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            args,
+            env=runtime.environment(self.work_dir),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # signals reach it from us only: stop() and serve()'s forwarding
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _prepare_repository(self) -> None:
+        from diffusegae.server.repository import build_repository, repository_checkpoint
+
+        if self.checkpoint is not None:
+            build_repository(self.checkpoint, self.repository, self.leaf_backend, threads=self.threads)
+        if not any(self.repository.glob("*/config.pbtxt")):
+            raise FileNotFoundError(
+                f"no models in {self.repository}: pass a checkpoint to build the repository from"
+            )
+        checkpoint = repository_checkpoint(self.repository)
+        if checkpoint is not None:
+            # The python-backend models load the checkpoint's ONNX cache: build it once here rather than
+            # in every model process at the same time.
+            from diffusegae.export.onnx_export import export_checkpoint
+
+            export_checkpoint(checkpoint)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.is_ready():
+            code = self.process.poll()
+            if code is not None:
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} before it was ready; its log ends:\n"
+                    f"{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"tritonserver was not ready after {self.startup_timeout:.0f} s; its log ends:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The server log's error lines (where a model failed to load), then its last lines."""
+        path = self.work_dir / "tritonserver.log" if self.work_dir else None
+        if path is None or not path.is_file():
+            return "(no log)"
+        text = path.read_text(errors="replace").splitlines()
+        # E-lines name what failed; CUDA complaints are expected noise on a machine without a GPU.
+        errors = [line for line in text if line[:1] == "E" and "CUDA" not in line and "Cuda" not in line]
+        return "\n".join([*errors[:20], "...", *text[-lines:]])
+
+    def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> int | None:
+        """SIGTERM by PID, SIGKILL if it outlives its exit timeout; then clean up. Returns the exit code."""
+        code = None
+        if self.process is not None:
+            self.send_signal(signal.SIGTERM)
+            try:
+                code = self.process.wait(self.exit_timeout + 15)
+            except subprocess.TimeoutExpired:
+                self.send_signal(signal.SIGKILL)
+                code = self.process.wait()
+        runtime.remove_shm(self.shm_prefix)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_work_dir and self.work_dir is not None and code is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(repository: str | Path, checkpoint: str | Path | None = None, **options: Any) -> int:
+    """Run until the server exits; SIGINT / SIGTERM are forwarded to it. Returns its exit code."""
+    server = TritonServer(repository, checkpoint, **options)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        server.send_signal(signum)
+
+    with server:
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            print(
+                f"tritonserver {server.pid} serving {server.repository}: gRPC {server.url}, "
+                f"HTTP {server.http_url}; Ctrl-C stops it",
+                flush=True,
+            )
+            code = server.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return code
+
+
+def container_command(
+    repository: str | Path,
+    *,
+    version: str = NGC_VERSION,
+    project: str | Path | None = None,
+    gpus: str = "all",
+    ports: dict[str, int] | None = None,
+) -> str:
+    """The `docker run … tritonserver` line serving the same repository in the NGC image (GPU machines).
+
+    Repository and checkpoint are mounted at their own paths, so a relative checkpoint reference still
+    resolves; the python models need this package, installed from the mounted project at start.
+    Not runnable here (no Docker, no GPU): untested.
+    """
+    from diffusegae.server.repository import repository_checkpoint
+
+    repo = Path(repository).resolve()
+    project = Path(project).resolve() if project is not None else Path(__file__).resolve().parents[2]
+    ports = {**DEFAULT_PORTS, **(ports or {})}
+    mounts = [repo, *filter(None, [repository_checkpoint(repo)])]
+    args = ["docker", "run", "--rm", f"--gpus={gpus}", "--shm-size=1g"]
+    args += [f"-p{ports[k]}:{DEFAULT_PORTS[k]}" for k in ("http", "grpc", "metrics")]
+    args += [f"-v{path}:{path}" for path in mounts] + [f"-v{project}:/opt/diffusegae"]
+    args += ["-eOMP_WAIT_POLICY=PASSIVE", f"nvcr.io/nvidia/tritonserver:{version}-py3"]
+    inner = (
+        "pip install -q /opt/diffusegae 'numpy<2' && tritonserver "
+        f"--model-repository={shlex.quote(str(repo))} --model-control-mode=none --exit-on-error=true"
+    )
+    return shlex.join([*args, "bash", "-c", inner])

@@ -1,0 +1,258 @@
+"""The server's names, written once: Triton models, their tensors, parameters and wire types.
+
+The leaf models (encoder, gae_encode, gae_decode, unet) take their names and tensors from
+`diffusegae.export.specs`; this module adds the loop models (invert, decode), the glue models between
+leaves (prepare, postprocess, swap, combine, mix) and the public ensembles' inputs and outputs.
+`config.pbtxt` files, the python-backend models and the client all read these. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffusegae.config import ModelConfig
+from diffusegae.export.specs import BATCH, X0, X_T, Z_DIS, Z_SEM, BatchProfile, TensorSpec, specs_for
+
+# ---- model names ----
+PREPARE = "prepare"  # every ensemble's first step: checks all request values, uint8 NHWC → model space
+POSTPROCESS = "postprocess"  # model space → uint8 NHWC
+INVERT = "invert"  # DDIM inversion x0 → x_T (Diff-AE Eq. 7), batched loop
+DECODE = "decode"  # DDIM sampling x_T → x0, batched loop
+SWAP = "swap"  # edit: named z_dis chunks from the reference
+COMBINE = "combine"  # recombine: each z_dis chunk from its own image; x_T from the seed
+MIX = "mix"  # interpolate: lerp the codes (named chunks), slerp x_T
+# the public ops (ensembles)
+RECONSTRUCT = "reconstruct"
+EDIT = "edit"
+RECOMBINE = "recombine"
+INTERPOLATE = "interpolate"
+
+# ---- tensor names (the public ones are the wire contract of the client) ----
+IMAGE = "image"
+SOURCE = "source"
+REFERENCE = "reference"
+OUTPUT = "output"
+STEPS = "steps"
+SEED = "seed"
+ALPHA = "alpha"
+ATTRIBUTES = "attributes"
+
+
+def named(name: str, suffix: str) -> str:
+    """A tensor that is one of several of its kind: `named("image", "pose")` → "image_pose"."""
+    return f"{name}_{suffix}"
+
+
+def pair(name: str) -> tuple[str, str]:
+    """The two operands of a binary op (swap: a = source, b = reference; mix: interpolate from a to b)."""
+    return named(name, "a"), named(name, "b")
+
+
+IMAGE_A, IMAGE_B = pair(IMAGE)
+
+# ---- config.pbtxt parameters of the python-backend models ----
+PARAM_CHECKPOINT = "checkpoint"  # checkpoint directory; a relative path is resolved against the repository
+# The checkpoint's ModelConfig as JSON: the glue models need only this (not the weights, nor torch, which
+# checkpoint.py imports), and the models that load the checkpoint check it is the one the repository is for.
+PARAM_MODEL_CONFIG = "model_config"
+PARAM_THREADS = "threads"  # onnxruntime intra-op threads per model process
+PARAM_ENGINE = "engine"  # loop models: where eps runs (LOOP_ENGINES)
+LOOP_ENGINES = ("onnxruntime", "bls")  # in-process OnnxRuntimeEngine, or BLS calls to the `unet` model
+
+
+def resolve_checkpoint(reference: str, repository: str | Path) -> Path:
+    """The checkpoint a repository names: absolute, or relative to the repository folder."""
+    path = Path(reference)
+    return path if path.is_absolute() else (Path(repository) / path).resolve()
+
+
+# ---- backends ----
+PYTHON = "python"
+ENSEMBLE = "ensemble"
+ONNXRUNTIME = "onnxruntime"
+TENSORRT = "tensorrt"
+PYTHON_ORT = "python-ort"  # leaf models as python-backend models running the OnnxRuntimeEngine
+LEAF_BACKENDS = (PYTHON_ORT, ONNXRUNTIME, TENSORRT)
+
+MAX_BATCH = BatchProfile().max
+# A lone request pays the queue delay once per loop model; a loop costs tens of eps calls, so 2 ms buys
+# fuller batches for nothing. Models called once per request batch whatever is queued, without waiting.
+LOOP_QUEUE_DELAY_US = 2000
+
+# numpy dtype name → config.pbtxt data_type
+STRING_DTYPE = "object"
+DTYPES = {
+    "float32": "TYPE_FP32",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "uint8": "TYPE_UINT8",
+    STRING_DTYPE: "TYPE_STRING",
+}
+ANY = -1  # a dimension of any size
+
+# The per-request values, one row per image: [B, 1] (attributes: [B, K] names, UTF-8).
+STEPS_TENSOR = TensorSpec(STEPS, "int32", (BATCH, 1))
+SEED_TENSOR = TensorSpec(SEED, "int64", (BATCH, 1))
+ALPHA_TENSOR = TensorSpec(ALPHA, "float32", (BATCH, 1))
+ATTRIBUTES_TENSOR = TensorSpec(ATTRIBUTES, STRING_DTYPE, (BATCH, ANY))
+
+
+def image_tensor(name: str, size: int | None = None) -> TensorSpec:
+    """uint8 [B,H,W,3] on the wire; size None accepts any shape so the model can say what it wants."""
+    return TensorSpec(name, "uint8", (BATCH, ANY, ANY, ANY) if size is None else (BATCH, size, size, 3))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ensemble step: which model, and model tensor → ensemble tensor maps for its inputs and outputs."""
+
+    model: str
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Triton model: python-backend (module under diffusegae.server.models), native leaf, or ensemble."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    backend: str = PYTHON
+    module: str | None = None
+    steps: tuple[Step, ...] = ()
+    optional: tuple[str, ...] = ()  # inputs a request may leave out
+    queue_delay_us: int = 0
+    max_batch: int = MAX_BATCH
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+
+def model_tensors(config: ModelConfig) -> dict[str, TensorSpec]:
+    """x0, x_t, z_sem (and z_dis) as the leaf models declare them."""
+    tensors = {t.name: t for spec in specs_for(config) for t in (*spec.inputs, *spec.outputs)}
+    return {name: tensors[name] for name in (X0, X_T, Z_SEM, Z_DIS) if name in tensors}
+
+
+def renamed(tensor: TensorSpec, name: str) -> TensorSpec:
+    return TensorSpec(name, tensor.dtype, tensor.shape, tensor.sample_range)
+
+
+def leaf_models(config: ModelConfig, backend: str = PYTHON_ORT) -> list[ModelSpec]:
+    """The exported components as Triton models (python-backend over onnxruntime, or a native backend)."""
+    python = backend == PYTHON_ORT
+    return [
+        ModelSpec(
+            spec.name,
+            spec.inputs,
+            spec.outputs,
+            backend=PYTHON if python else backend,
+            module="leaf" if python else None,
+            max_batch=spec.profile.max,
+        )
+        for spec in specs_for(config)
+    ]
+
+
+def image_inputs(config: ModelConfig) -> list[str]:
+    """Every image input of the public ops of a config (recombine: one per attribute)."""
+    names = [IMAGE, IMAGE_A, IMAGE_B]
+    if config.gae is not None:
+        names += [SOURCE, REFERENCE, *(named(IMAGE, a) for a in config.gae.attribute_names)]
+    return names
+
+
+def prepare_model(config: ModelConfig) -> ModelSpec:
+    """prepare: any of the ops' images and values in (all optional), x0_<image> out for each image sent.
+
+    Every ensemble runs it first on all its inputs, so a bad value fails the request before any other step
+    has started (Triton 2.51 leaves an ensemble request in flight forever when a step fails while a sibling
+    step is running; graceful shutdown then waits out its whole exit timeout).
+    """
+    x0 = model_tensors(config)[X0]
+    images = image_inputs(config)
+    values = [
+        STEPS_TENSOR,
+        SEED_TENSOR,
+        ALPHA_TENSOR,
+        *([ATTRIBUTES_TENSOR] if config.gae is not None else []),
+    ]
+    inputs = (*(image_tensor(name) for name in images), *values)
+    outputs = tuple(renamed(x0, named(X0, name)) for name in images)
+    return ModelSpec(PREPARE, inputs, outputs, module="prepare", optional=tuple(t.name for t in inputs))
+
+
+def python_models(config: ModelConfig) -> list[ModelSpec]:
+    """The loop and glue models (python backend) of a checkpoint config; no GAE, no swap or combine."""
+    t = model_tensors(config)
+    s = config.image_size
+    code = t[Z_DIS] if config.gae is not None else t[Z_SEM]  # what interpolate lerps
+    models = [
+        prepare_model(config),
+        ModelSpec(POSTPROCESS, (t[X0],), (image_tensor(IMAGE, s),), module="postprocess"),
+        ModelSpec(
+            INVERT,
+            (t[X0], t[Z_SEM], STEPS_TENSOR),
+            (t[X_T],),
+            module="loop",
+            queue_delay_us=LOOP_QUEUE_DELAY_US,
+        ),
+        ModelSpec(
+            DECODE,
+            (t[X_T], t[Z_SEM], STEPS_TENSOR),
+            (t[X0],),
+            module="loop",
+            queue_delay_us=LOOP_QUEUE_DELAY_US,
+        ),
+        ModelSpec(
+            MIX,
+            (
+                *(renamed(code, n) for n in pair(code.name)),
+                *(renamed(t[X_T], n) for n in pair(X_T)),
+                ALPHA_TENSOR,
+                *((ATTRIBUTES_TENSOR,) if config.gae is not None else ()),
+            ),
+            (code, t[X_T]),
+            module="mix",
+            optional=(ATTRIBUTES,) if config.gae is not None else (),
+        ),
+    ]
+    if config.gae is not None:
+        z_dis = t[Z_DIS]
+        models += [
+            ModelSpec(
+                SWAP,
+                (*(renamed(z_dis, n) for n in pair(Z_DIS)), ATTRIBUTES_TENSOR),
+                (z_dis,),
+                module="swap",
+            ),
+            ModelSpec(
+                COMBINE,
+                (*(renamed(z_dis, named(Z_DIS, a)) for a in config.gae.attribute_names), SEED_TENSOR),
+                (z_dis, t[X_T]),
+                module="combine",
+            ),
+        ]
+    return models
+
+
+def served_model(config: ModelConfig, name: str) -> ModelSpec:
+    """The python-backend model called `name` (a leaf or a loop / glue model)."""
+    models = {m.name: m for m in (*leaf_models(config), *python_models(config))}
+    if name not in models:
+        raise ValueError(f"no python-backend model {name!r} for {config.name!r}; known: {', '.join(models)}")
+    return models[name]
+
+
+def check_attribute_names(config: ModelConfig) -> None:
+    """Attribute names become tensor names (image_<attribute>): keep them to letters, digits and _."""
+    for name in config.gae.attribute_names if config.gae is not None else ():
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"attribute name {name!r} cannot name a Triton tensor; use letters, digits, _")

@@ -1,0 +1,132 @@
+"""Checks on one request's values, shared by every python-backend model.
+
+Triton itself rejects wrong dtypes, ranks, batch sizes and missing inputs before a model sees them; what
+reaches these functions has the declared types. Each check raises RequestError with a message that says
+what to send instead; the model answers that request with INVALID_ARG and still serves the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffusegae.config import GAEConfig
+
+SEED_MAX = 2**63 - 1
+
+
+class RequestError(ValueError):
+    """A request's values are wrong; the message says what to send instead."""
+
+
+def _rows(flags: np.ndarray) -> str:
+    rows = np.flatnonzero(flags)
+    shown = ", ".join(map(str, rows[:5])) + (", …" if len(rows) > 5 else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown}"
+
+
+def finite(name: str, x: np.ndarray) -> np.ndarray:
+    """Float input without NaN or infinity, as float32."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise RequestError(f"{name} must be float32, got {x.dtype}")
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise RequestError(f"{name} contains NaN or infinity ({_rows(bad)}); send finite values")
+    return x.astype(np.float32, copy=False)
+
+
+def images(name: str, x: np.ndarray, size: int, checkpoint: str) -> np.ndarray:
+    """uint8 [B, size, size, 3] RGB images for this checkpoint."""
+    x = np.asarray(x)
+    want = f"uint8 [B,{size},{size},3] RGB images ({checkpoint} works at {size}×{size})"
+    if x.dtype != np.uint8:
+        raise RequestError(f"{name} must be {want}, got {x.dtype}")
+    if x.ndim != 4 or x.shape[3] != 3:
+        raise RequestError(f"{name} must be {want}, got shape {list(x.shape)}; convert to RGB, batch first")
+    if x.shape[1:3] != (size, size):
+        raise RequestError(
+            f"{name} must be {want}, got {x.shape[1]}×{x.shape[2]}; resize to {size}×{size} first"
+        )
+    return x
+
+
+def steps(x: np.ndarray, num_timesteps: int) -> np.ndarray:
+    """DDIM step counts, one per row: each must have an integer stride (diffusion.ddim_timesteps)."""
+    from diffusegae.diffusion import ddim_timesteps  # only the loop models pay for importing it
+
+    values = np.asarray(x).reshape(len(x), -1)
+    if values.shape[1] != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise RequestError(f"steps must be one integer per image ([B,1]), got {values.dtype} {list(x.shape)}")
+    for value in np.unique(values):
+        try:
+            ddim_timesteps(int(value), num_timesteps)
+        except ValueError as err:
+            raise RequestError(f"{err} (20 is a good default)") from None
+    return values[:, 0].astype(np.int64)
+
+
+def timesteps(x: np.ndarray, num_timesteps: int) -> np.ndarray:
+    """The network's timestep t, one per row, in 0..T-1."""
+    t = np.asarray(x)
+    if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
+        raise RequestError(f"t must be int64 [B], got {t.dtype} {list(t.shape)}")
+    bad = (t < 0) | (t >= num_timesteps)
+    if bad.any():
+        raise RequestError(f"t must be in 0..{num_timesteps - 1}, got {t[bad][0]} ({_rows(bad)})")
+    return t.astype(np.int64, copy=False)
+
+
+def seeds(x: np.ndarray) -> np.ndarray:
+    values = np.asarray(x).reshape(len(x), -1)[:, 0]
+    bad = values < 0
+    if bad.any():
+        raise RequestError(f"seed must be an integer in 0..{SEED_MAX}, got {values[bad][0]} ({_rows(bad)})")
+    return values.astype(np.int64)
+
+
+def alphas(x: np.ndarray) -> np.ndarray:
+    values = np.asarray(x, dtype=np.float32).reshape(len(x), -1)[:, 0]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise RequestError(
+            f"alpha must be a finite number (0 gives the first image, 1 the second), got {values[bad][0]} "
+            f"({_rows(bad)})"
+        )
+    return values
+
+
+def attribute_names(row: np.ndarray, gae: GAEConfig) -> list[str]:
+    """One row of the attributes tensor → known, distinct attribute names (at least one)."""
+    names = []
+    for item in row:
+        try:
+            name = item.decode("utf-8") if isinstance(item, bytes) else str(item)
+        except UnicodeDecodeError:
+            raise RequestError(f"attribute names must be UTF-8 text, got {item!r}") from None
+        try:
+            gae.chunk(name)  # raises ValueError naming the choices
+        except ValueError as err:
+            raise RequestError(str(err)) from None
+        if name in names:
+            raise RequestError(f"attribute {name!r} is named twice; name each attribute once")
+        names.append(name)
+    if not names:
+        raise RequestError(f"name at least one attribute of {', '.join(gae.attribute_names)}")
+    return names
+
+
+def attribute_mask(x: np.ndarray, gae: GAEConfig) -> np.ndarray:
+    """bool [B, z_dis width]: which z_dis entries each row takes from the other operand."""
+    rows = np.asarray(x, dtype=object).reshape(len(x), -1)
+    mask = np.zeros((len(rows), gae.z_dis_channels), dtype=bool)
+    for i, row in enumerate(rows):
+        for name in attribute_names(row, gae):
+            mask[i, gae.chunk(name)] = True
+    return mask
+
+
+def same_batch(**arrays: np.ndarray) -> int:
+    sizes = {name: len(a) for name, a in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise RequestError(f"batch sizes differ: {sizes}; send the same number of rows in each input")
+    return next(iter(sizes.values()))
