@@ -6,13 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from diffusegae.paths import SHIPPED_REPOSITORY
+
 
 def _demo(args: argparse.Namespace) -> int:
-    from diffusegae.demo import run_demo
-    from diffusegae.engines.pipeline import load_pipeline
+    from diffusegae import demo
 
-    pipe = load_pipeline(args.checkpoint, engine=args.engine)
-    run_demo(pipe, args.out, steps=args.steps, count=args.count, seed=args.seed)
+    if args.in_process:
+        from diffusegae.engines.pipeline import load_pipeline
+
+        pipe = load_pipeline(args.checkpoint, engine=args.engine)
+        demo.run_demo(demo.InProcessOps(pipe), pipe.config, args.out, args.steps, args.count, args.seed)
+    else:
+        demo.served_demo(args.repository, args.out, args.steps, args.count, args.seed)
     return 0
 
 
@@ -37,10 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
-        "demo", help="reconstruct / edit / recombine / interpolate dataset images → a PNG grid"
+        "demo", help="start the server, edit dataset images over gRPC (4 ops) → a labelled PNG grid, stop"
     )
-    demo.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
-    demo.add_argument("--engine", default="torch")
+    demo.add_argument("--repository", default=str(SHIPPED_REPOSITORY), help="model repository to serve")
+    demo.add_argument("--in-process", action="store_true", help="run the ops in-process instead of served")
+    demo.add_argument("--checkpoint", default=None, help="with --in-process: checkpoint (default: shipped)")
+    demo.add_argument("--engine", default="torch", help="with --in-process: torch | onnxruntime")
     demo.add_argument("--out", default="out/demo.png")
     demo.add_argument("--steps", type=int, default=20, help="DDIM steps for inversion and decoding")
     demo.add_argument("--count", type=int, default=4, help="number of source images")

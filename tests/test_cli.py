@@ -9,12 +9,8 @@ from diffusegae.images import load_image
 def test_demo_writes_a_labelled_grid(tmp_path, tiny_model, capsys):
     save_checkpoint(tiny_model, tmp_path / "ck")
     out = tmp_path / "demo.png"
-    assert (
-        main(
-            ["demo", "--checkpoint", str(tmp_path / "ck"), "--out", str(out), "--steps", "2", "--count", "2"]
-        )
-        == 0
-    )
+    args = ["demo", "--in-process", "--checkpoint", str(tmp_path / "ck"), "--out", str(out), "--steps", "2"]
+    assert main([*args, "--count", "2"]) == 0
     grid = load_image(out)
     # 8 rows (source, reference, reconstruct, 3 swaps, recombine, interpolate) of 32 px tiles shown at 3×
     assert grid.shape[0] >= 8 * 96 and grid.dtype == np.uint8
@@ -22,7 +18,7 @@ def test_demo_writes_a_labelled_grid(tmp_path, tiny_model, capsys):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    assert main(["demo", "--checkpoint", str(tmp_path / "none")]) == 2
+    assert main(["demo", "--in-process", "--checkpoint", str(tmp_path / "none")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
 
 

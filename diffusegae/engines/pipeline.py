@@ -14,8 +14,8 @@ import numpy as np
 from diffusegae import diffusion
 from diffusegae.config import ModelConfig
 from diffusegae.engines.base import Engine, require_gae
+from diffusegae.paths import SHIPPED_CHECKPOINT
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "synth64"
 ENGINES = ("torch", "onnxruntime", "tensorrt")
 
 
@@ -199,7 +199,7 @@ def load_pipeline(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    path = Path(checkpoint) if checkpoint is not None else SHIPPED_CHECKPOINT
     if checkpoint is None and not path.is_dir():
         raise FileNotFoundError(
             f"the default checkpoint {path} is missing: pass a checkpoint directory, or train one with "

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from diffusegae.paths import SHIPPED_CHECKPOINT, SHIPPED_REPOSITORY
 from diffusegae.server.specs import LEAF_BACKENDS, LOOP_ENGINES, PYTHON_ORT
-
-PROJECT = Path(__file__).resolve().parents[2]
-SHIPPED_REPOSITORY = PROJECT / "model_repository"
-SHIPPED_CHECKPOINT = PROJECT / "checkpoints" / "tiny32"
 
 
 def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,12 +14,8 @@ from tritonclient.grpc import model_config_pb2
 
 from diffusegae import build_model, preset, save_checkpoint
 from diffusegae.export.specs import specs_for
-from diffusegae.server.cli import (
-    SHIPPED_CHECKPOINT,
-    SHIPPED_REPOSITORY,
-    add_build_repo_arguments,
-    run_build_repo,
-)
+from diffusegae.paths import SHIPPED_CHECKPOINT, SHIPPED_REPOSITORY
+from diffusegae.server.cli import add_build_repo_arguments, run_build_repo
 from diffusegae.server.graph import ensembles
 from diffusegae.server.repository import build_repository, generated_files, repository_checkpoint
 from diffusegae.server.specs import leaf_models, python_models
