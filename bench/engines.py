@@ -77,15 +77,26 @@ def main() -> None:
     rows = []
     for (op, batch, engine_name), r in results.items():
         ratio = results[(op, batch, "eager")]["median"] / r["median"]
-        rows.append([op, str(batch), engine_name, f"{r['median'] * 1e3:.1f}",
-                     f"{r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f}", str(r["n"]), f"{batch / r['median']:.2f}",
-                     f"{ratio:.2f}×"])
-    print(append_section(
-        f"Engines, {args.preset} (random weights), {args.threads} threads",
-        ["op", "batch", "engine", "median ms", "min–max ms", "runs", "images/s", "speed-up vs eager"],
-        rows,
-        notes="same weights for every engine; 1 untimed warm-up per cell; torch.compile time excluded",
-    ))
+        rows.append(
+            [
+                op,
+                str(batch),
+                engine_name,
+                f"{r['median'] * 1e3:.1f}",
+                f"{r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f}",
+                str(r["n"]),
+                f"{batch / r['median']:.2f}",
+                f"{ratio:.2f}×",
+            ]
+        )
+    print(
+        append_section(
+            f"Engines, {args.preset} (random weights), {args.threads} threads",
+            ["op", "batch", "engine", "median ms", "min–max ms", "runs", "images/s", "speed-up vs eager"],
+            rows,
+            notes="same weights for every engine; 1 untimed warm-up per cell; torch.compile time excluded",
+        )
+    )
 
 
 if __name__ == "__main__":
