@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
 
+    from diffusegae.client.batch import EDIT_HELP, add_edit_arguments, run_edit
+
+    edit = sub.add_parser("edit", help=EDIT_HELP)
+    add_edit_arguments(edit)
+    edit.set_defaults(func=run_edit)
+
     from diffusegae.train.cli import add_arguments
 
     train = sub.add_parser("train", help="train a checkpoint: stage 1 Diff-AE, 2 GAE, 3 joint (resumable)")

@@ -4,7 +4,8 @@
     with Client("127.0.0.1:8001") as client:
         edited = client.edit(source, reference, swap=["background"], steps=20)
 
-`AsyncClient` has the same methods as coroutines. Server errors raise ServerError (the server's message
+`AsyncClient` has the same methods as coroutines; `diffusegae.client.batch` edits whole folders
+(`diffusegae edit`). Server errors raise ServerError (the server's message
 and gRPC status); UNAVAILABLE is retried with exponential backoff. No torch anywhere here.
 """
 
