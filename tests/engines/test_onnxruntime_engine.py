@@ -134,3 +134,11 @@ def test_load_pipeline_runs_onnxruntime(checkpoint, engines):
     assert _max_err(pipe.encode(x), engines[0].encode(x)) <= 1e-4
     with pytest.raises(TypeError, match="threads"):
         load_pipeline(checkpoint, engine="torch", threads=1)  # options are the engine's own keywords
+
+
+def test_spinning_is_off_unless_asked():
+    from diffusegae.engines.onnxruntime_engine import session_options
+
+    key = "session.intra_op.allow_spinning"
+    assert session_options(1, "all").get_session_config_entry(key) == "0"
+    assert session_options(1, "all", spinning=True).get_session_config_entry(key) == "1"
