@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_edit_arguments(edit)
     edit.set_defaults(func=run_edit)
 
+    from diffusegae.eval.cli import add_eval_arguments, run_eval
+
+    evaluate = sub.add_parser(
+        "eval", help="reconstruction (Table 2), probe (Table 1) and edit-accuracy tables → eval.json + eval.md"
+    )
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
     from diffusegae.train.cli import add_arguments
 
     train = sub.add_parser("train", help="train a checkpoint: stage 1 Diff-AE, 2 GAE, 3 joint (resumable)")

@@ -1,0 +1,5 @@
+import sys
+
+from diffusegae.eval.cli import main
+
+sys.exit(main())
