@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     from diffusegae.eval.cli import add_eval_arguments, run_eval
 
     evaluate = sub.add_parser(
-        "eval", help="reconstruction (Table 2), probe (Table 1) and edit-accuracy tables → eval.json + eval.md"
+        "eval", help="reconstruction (Table 2), probe (Table 1), edit-accuracy tables → eval.json, eval.md"
     )
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=run_eval)
