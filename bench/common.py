@@ -48,7 +48,9 @@ def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    """The invocation, with the script named from the repository root (whatever the working directory)."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), BENCHMARKS.parent)
+    return " ".join(shlex.quote(a) for a in ["python", script, *sys.argv[1:]])
 
 
 def append_section(title: str, header: list[str], rows: list[list[str]], notes: str = "") -> str:
