@@ -14,8 +14,6 @@ import tempfile
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see tests/conftest.py
-
 import numpy as np
 import torch
 from common import append_section, measure
