@@ -146,3 +146,10 @@ def test_build_repo_command(checkpoint, tmp_path, capsys):
     assert run_build_repo(args) == 0
     assert "15 models" in capsys.readouterr().out
     assert _configs(tmp_path / "r")["unet"].parameters["threads"].string_value == "2"
+
+
+def test_every_model_folder_survives_git(tmp_path, tiny_model):
+    """git keeps no empty folders: each model's version folder must hold a file, or Triton refuses it."""
+    out = build_repository(save_checkpoint(tiny_model, tmp_path / "ck"), tmp_path / "repo")
+    for config in out.glob("*/config.pbtxt"):
+        assert any((config.parent / "1").iterdir()), config.parent.name
