@@ -1,7 +1,7 @@
 """The user ops, in model space (float32 NCHW in [-1, 1]), on any Engine.
 
-The loop driver lives here and nowhere else in-process: each DDIM step is one `engine.eps` call followed by
-the pure update of diffusion.py.
+The DDIM loop itself is engines/ddim_loop.py (shared with the server): each step is one `engine.eps` call
+followed by the pure update of diffusion.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from diffusegae import diffusion
 from diffusegae.config import ModelConfig
+from diffusegae.engines import ddim_loop
 from diffusegae.engines.base import Engine, require_gae
 from diffusegae.paths import SHIPPED_CHECKPOINT
 
@@ -88,23 +89,19 @@ class Pipeline:
         """DDIM inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7), walking the timesteps upward."""
         x = self._images(x0)
         z = self._codes(z_sem, self.config.encoder.out_channels, "z_sem")
-        self._same_batch(x0=x, z_sem=z)
-        sched = diffusion.ddim_schedule(steps, self.config.diffusion.num_timesteps)
-        for i in range(sched.steps):
-            eps = self.engine.eps(x, np.full(len(x), sched.timesteps[i], np.int64), z)
-            x = diffusion.ddim_inverse_step(x, eps, sched.alpha_bar[i], sched.alpha_bar_next[i])
-        return x
+        n = self._same_batch(x0=x, z_sem=z)
+        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), inverse=True)
 
     def decode(self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20) -> np.ndarray:
         """DDIM sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
         x = self._images(x_T, "x_T")
         z = self._codes(z_sem, self.config.encoder.out_channels, "z_sem")
-        self._same_batch(x_T=x, z_sem=z)
-        sched = diffusion.ddim_schedule(steps, self.config.diffusion.num_timesteps)
-        for i in reversed(range(sched.steps)):
-            eps = self.engine.eps(x, np.full(len(x), sched.timesteps[i], np.int64), z)
-            x = diffusion.ddim_step(x, eps, sched.alpha_bar[i], sched.alpha_bar_prev[i])
-        return x
+        n = self._same_batch(x_T=x, z_sem=z)
+        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), inverse=False)
+
+    def _steps(self, steps: int, batch: int) -> np.ndarray:
+        diffusion.ddim_timesteps(steps, self.config.diffusion.num_timesteps)  # refuses bad counts, says why
+        return np.full(batch, steps, np.int64)
 
     def noise(self, batch: int, seed: int) -> np.ndarray:
         """x_T ~ N(0, I) from a seed, identical on every engine and machine."""

@@ -7,8 +7,8 @@ import pytest
 
 from diffusegae import preset
 from diffusegae.diffusion import valid_step_counts
-from diffusegae.engines import Pipeline
-from diffusegae.server import ddim_loop, validation
+from diffusegae.engines import Pipeline, ddim_loop
+from diffusegae.server import validation
 from diffusegae.server.validation import RequestError
 
 from ..conftest import OracleEngine

@@ -7,8 +7,9 @@ are native backends (engine parameter `bls`).
 
 from __future__ import annotations
 
+from diffusegae.engines import ddim_loop
 from diffusegae.export.specs import X0, X_T, Z_SEM
-from diffusegae.server import ddim_loop, validation
+from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 from diffusegae.server.specs import INVERT, LOOP_ENGINES, PARAM_ENGINE, STEPS
 

@@ -1,9 +1,10 @@
-"""The DDIM loop over a batch whose samples may each ask for a different number of steps.
+"""The DDIM loop driver: the one place that calls the network step by step (Pipeline and the server's loop
+models both run it), over a batch whose samples may each ask for a different number of steps.
 
 The server stacks every queued request into one batch, so the batch can mix step counts. Each sample i
 follows its own S_i-step schedule (per-sample [B] coefficients, diffusion.py supports them), and iteration k
 advances every sample that still has a step to take: a batch mixing S=5 and S=20 costs 20 eps calls, the
-first 5 at the full batch. With a single step count this is Pipeline.invert / Pipeline.decode exactly.
+first 5 at the full batch.
 """
 
 from __future__ import annotations
