@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 from common import append_section, measure
+from engines import ops_for
 
 from diffusegae import build_model, preset
 from diffusegae.engines import Pipeline
@@ -28,17 +28,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     pipe = Pipeline(TorchEngine(build_model(preset(args.preset))))
-    s = pipe.config.image_size
     rows, per_image = [], {}
     for batch in [int(b) for b in args.batches.split(",")]:
-        x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, s, s)).astype(np.float32)
-        z = pipe.encode(x)
-        t = np.full(batch, 500, np.int64)
-        ops = {
-            "unet eps (1 call)": lambda x=x, z=z, t=t: pipe.engine.eps(x, t, z),
-            f"edit S={args.steps}": lambda x=x: pipe.edit(x, x[:1], swap=["background"], steps=args.steps),
-        }
-        for name, fn in ops.items():
+        for name, fn in ops_for(pipe, batch, args.steps).items():
             r = measure(fn, args.repeats)
             per_image[(name, batch)] = r["median"] / batch
             rows.append(

@@ -19,6 +19,23 @@ from diffusegae.diffusion import alphas_cumprod
 torch.set_num_threads(2)
 
 
+def torch_threads(n: int):
+    """A package-wide autouse fixture running that package's tests on `n` torch threads (restored after).
+
+    Packages of many small ops (train, eval) use 1: a second OpenMP thread gains little on an idle machine
+    and costs a great deal on a busy one.
+    """
+
+    @pytest.fixture(autouse=True, scope="package")
+    def fixture():
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        yield
+        torch.set_num_threads(before)
+
+    return fixture
+
+
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give zero-initialised layers random weights too, so outputs depend on every input."""
     gen = torch.Generator().manual_seed(seed)

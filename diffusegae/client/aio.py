@@ -11,24 +11,15 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
 from diffusegae.client.calls import Call
-from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.errors import ServerError
 from diffusegae.client.ops import Ops, infer_args
 
 
 class AsyncClient(Ops[Awaitable[np.ndarray]]):
     """`await client.edit(...)`; `async with AsyncClient(url) as client:` closes the channel at the end."""
 
-    def __init__(
-        self,
-        url: str = "127.0.0.1:8001",
-        timeout: float | None = 300.0,
-        retries: int = 3,
-        backoff: float = 0.25,
-    ) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.retry = Retry(retries, backoff)
-        self._grpc = grpcaio.InferenceServerClient(url)
+    def _connect(self, url: str) -> grpcaio.InferenceServerClient:
+        return grpcaio.InferenceServerClient(url)
 
     async def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)

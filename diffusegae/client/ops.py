@@ -7,7 +7,7 @@ awaitables (`await client.edit(...)`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -15,6 +15,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from diffusegae.client import calls
 from diffusegae.client.calls import Call, Image
+from diffusegae.client.errors import Retry
 from diffusegae.server.specs import OUTPUT
 
 R = TypeVar("R")
@@ -38,6 +39,27 @@ def _datatype(name: str, array: np.ndarray) -> str:
 
 
 class Ops(Generic[R]):
+    """The ops, written once for both clients; a subclass supplies the transport (`_connect`, `_infer`).
+
+    `timeout` (seconds) bounds each attempt (None waits forever); UNAVAILABLE is retried `retries` times
+    with exponential backoff from `backoff` seconds.
+    """
+
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        timeout: float | None = 300.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry = Retry(retries, backoff)
+        self._grpc = self._connect(url)
+
+    def _connect(self, url: str) -> Any:
+        raise NotImplementedError
+
     def _infer(self, call: Call) -> R:
         raise NotImplementedError
 

@@ -9,24 +9,15 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from diffusegae.client.calls import Call
-from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.errors import ServerError
 from diffusegae.client.ops import Ops, infer_args
 
 
 class Client(Ops[np.ndarray]):
-    """Calls the server's ops over gRPC; `timeout` (seconds) bounds each attempt, None waits forever."""
+    """Calls the server's ops over gRPC, blocking (options: see Ops)."""
 
-    def __init__(
-        self,
-        url: str = "127.0.0.1:8001",
-        timeout: float | None = 300.0,
-        retries: int = 3,
-        backoff: float = 0.25,
-    ) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.retry = Retry(retries, backoff)
-        self._grpc = grpcclient.InferenceServerClient(url)
+    def _connect(self, url: str) -> grpcclient.InferenceServerClient:
+        return grpcclient.InferenceServerClient(url)
 
     def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)

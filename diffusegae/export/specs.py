@@ -78,15 +78,11 @@ class BatchProfile:
             raise ValueError(f"batch profile needs 1 <= min <= opt <= max, got {self}")
 
 
-@dataclass(frozen=True)
-class ExportSpec:
-    """An exported component: its name, IO tensors, batch profile, and the wrapper module to export."""
+class TensorIO:
+    """Names of a spec's inputs and outputs, in order (for any spec with `inputs` and `outputs`)."""
 
-    name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    wrapper: str  # class name in diffusegae.export.wrappers
-    profile: BatchProfile = BatchProfile()
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -95,6 +91,17 @@ class ExportSpec:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.outputs)
+
+
+@dataclass(frozen=True)
+class ExportSpec(TensorIO):
+    """An exported component: its name, IO tensors, batch profile, and the wrapper module to export."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    wrapper: str  # class name in diffusegae.export.wrappers
+    profile: BatchProfile = BatchProfile()
 
     def sample_inputs(self, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
         """Random inputs of the right names, dtypes and shapes for `batch` samples (reproducible by seed)."""

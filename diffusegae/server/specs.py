@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusegae.config import ModelConfig
-from diffusegae.export.specs import BATCH, X0, X_T, Z_DIS, Z_SEM, BatchProfile, TensorSpec, specs_for
+from diffusegae.export.specs import (
+    BATCH,
+    X0,
+    X_T,
+    Z_DIS,
+    Z_SEM,
+    BatchProfile,
+    TensorIO,
+    TensorSpec,
+    specs_for,
+)
 
 # ---- model names ----
 PREPARE = "prepare"  # every ensemble's first step: checks all request values, uint8 NHWC → model space
@@ -113,7 +123,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(TensorIO):
     """A Triton model: python-backend (module under diffusegae.server.models), native leaf, or ensemble."""
 
     name: str
@@ -125,14 +135,6 @@ class ModelSpec:
     optional: tuple[str, ...] = ()  # inputs a request may leave out
     queue_delay_us: int = 0
     max_batch: int = MAX_BATCH
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.inputs)
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.outputs)
 
 
 def model_tensors(config: ModelConfig) -> dict[str, TensorSpec]:

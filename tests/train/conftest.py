@@ -1,17 +1,5 @@
-"""Training tests run single-threaded: they are many small ops, where a second OpenMP thread gains little on
-an idle machine and costs a great deal on a busy one (spin-waiting for a core that a training run holds)."""
+"""The train tests run single-threaded (see torch_threads in tests/conftest.py)."""
 
-from __future__ import annotations
+from ..conftest import torch_threads
 
-from collections.abc import Iterator
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = torch_threads(1)
