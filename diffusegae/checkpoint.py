@@ -1,4 +1,4 @@
-"""A checkpoint is a directory: config.json + model.safetensors (+ latent_stats.safetensors).
+"""A checkpoint is a directory: config.json + model.safetensors (+ latent_stats, directions .safetensors).
 
 Loading reads JSON and safetensors only: nothing is ever unpickled. The config is also written into the
 safetensors header, so a weights file on its own still says what it is.
@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from diffusegae.config import ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from diffusegae.manipulate import Directions
     from diffusegae.models import DiffusionAutoencoder
 
 # torch loads inside the functions that need it: reading a config (servers, the client side, export-cache
@@ -24,6 +27,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 LATENT_STATS_FILE = "latent_stats.safetensors"  # conds_mean / conds_std of z_sem (Diff-AE normalisation)
+DIRECTIONS_FILE = "directions.safetensors"  # attribute directions for manipulate (diffusegae.manipulate)
 
 
 def save_checkpoint(
@@ -91,3 +95,33 @@ def load_latent_stats(directory: str | Path) -> dict[str, torch.Tensor] | None:
 
     path = Path(directory) / LATENT_STATS_FILE
     return load_file(path) if path.is_file() else None
+
+
+def save_directions(directory: str | Path, directions: Directions) -> Path:
+    """Write the manipulation directions (with the statistics they were trained on) into a checkpoint."""
+    from safetensors.numpy import save_file
+
+    path = Path(directory) / DIRECTIONS_FILE
+    tensors = {"weight": directions.weight, "conds_mean": directions.mean, "conds_std": directions.std}
+    save_file(
+        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+        str(path),
+        metadata={"names": json.dumps(list(directions.names))},
+    )
+    return path
+
+
+def load_directions(directory: str | Path) -> Directions | None:
+    """The checkpoint's manipulation directions, or None; numpy only (the server's glue model reads it)."""
+    from safetensors import safe_open
+
+    from diffusegae.manipulate import Directions
+
+    path = Path(directory) / DIRECTIONS_FILE
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as f:
+        names = tuple(json.loads(f.metadata()["names"]))
+        return Directions(
+            names, f.get_tensor("weight"), f.get_tensor("conds_mean"), f.get_tensor("conds_std")
+        )

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=run_eval)
 
+    from diffusegae.diffae_import import IMPORT_HELP, add_import_arguments, run_import
+
+    imp = sub.add_parser("import-diffae", help=IMPORT_HELP)
+    add_import_arguments(imp)
+    imp.set_defaults(func=run_import)
+
     from diffusegae.train.cli import add_arguments
 
     train = sub.add_parser("train", help="train a checkpoint: stage 1 Diff-AE, 2 GAE, 3 joint (resumable)")

@@ -15,15 +15,17 @@ from diffusegae import diffusion
 from diffusegae.config import ModelConfig
 from diffusegae.engines import ddim_loop
 from diffusegae.engines.base import Engine, require_gae
+from diffusegae.manipulate import Directions
 from diffusegae.paths import SHIPPED_CHECKPOINT
 
 ENGINES = ("torch", "onnxruntime", "tensorrt")
 
 
 class Pipeline:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, directions: Directions | None = None) -> None:
         self.engine = engine
         self.config: ModelConfig = engine.config
+        self.directions = directions  # attribute directions for `manipulate` (imported Diff-AE classifiers)
 
     # ---- checks: a bad input gets a message that says what to send instead ----
 
@@ -176,6 +178,21 @@ class Pipeline:
             mixed[:, chunk] = diffusion.lerp(z_dis[:n, chunk], z_dis[n:, chunk], alpha)
         return self.decode(x_T, self.engine.gae_decode(mixed), steps)
 
+    def manipulate(
+        self, z_sem: np.ndarray, direction: str | int | Sequence[str | int], amp: float | np.ndarray
+    ) -> np.ndarray:
+        """z_sem moved by amp along an attribute's classifier direction (Diff-AE's manipulation).
+
+        direction: a name (e.g. "Smiling") or row number, or one per sample. Decode the result with the
+        image's own x_T (`invert`) to change that attribute and keep the rest.
+        """
+        if self.directions is None:
+            raise ValueError(
+                f"manipulate needs attribute directions and {self.config.name!r} has none: import the "
+                "checkpoint with `diffusegae import-diffae ... --classifier CLS_CKPT`"
+            )
+        return self.directions.apply(self._codes(z_sem, self.directions.width, "z_sem"), direction, amp)
+
     def _swap(self, z_dis: np.ndarray, donor: np.ndarray, names: Sequence[str]) -> np.ndarray:
         out = z_dis.copy()
         for name in names:
@@ -196,21 +213,27 @@ def load_pipeline(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    from diffusegae.checkpoint import load_directions
+
     path = Path(checkpoint) if checkpoint is not None else SHIPPED_CHECKPOINT
     if checkpoint is None and not path.is_dir():
         raise FileNotFoundError(
             f"the default checkpoint {path} is missing: pass a checkpoint directory, or train one with "
             "`python -m diffusegae.train --checkpoint DIR --preset tiny32 --stage 1`"
         )
+    return Pipeline(_load_engine(path, engine, device, **options), load_directions(path))
+
+
+def _load_engine(path: Path, engine: str, device: str, **options) -> Engine:
     if engine == "onnxruntime":
         from diffusegae.engines.onnxruntime_engine import load_onnxruntime_engine
 
-        return Pipeline(load_onnxruntime_engine(path, **options))
+        return load_onnxruntime_engine(path, **options)
     if engine == "tensorrt":
         from diffusegae.engines.tensorrt_engine import load_tensorrt_engine
 
-        return Pipeline(load_tensorrt_engine(path, **options))
+        return load_tensorrt_engine(path, **options)
     from diffusegae.checkpoint import load_checkpoint
     from diffusegae.engines.torch_engine import TorchEngine
 
-    return Pipeline(TorchEngine(load_checkpoint(path, device), device, **options))
+    return TorchEngine(load_checkpoint(path, device), device, **options)
