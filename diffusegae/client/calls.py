@@ -15,12 +15,16 @@ import numpy as np
 from diffusegae.export.specs import TensorSpec
 from diffusegae.server.specs import (
     ALPHA_TENSOR,
+    AMP,
+    AMP_TENSOR,
     ATTRIBUTES,
+    DIRECTION,
     EDIT,
     IMAGE,
     IMAGE_A,
     IMAGE_B,
     INTERPOLATE,
+    MANIPULATE,
     OUTPUT,
     RECOMBINE,
     RECONSTRUCT,
@@ -106,3 +110,11 @@ def interpolate(a: Image, b: Image, alpha: float, attributes: str | Sequence[str
     if attributes is not None:  # left out: the server interpolates every attribute
         inputs[ATTRIBUTES] = attribute_names(attributes, n)
     return Call(INTERPOLATE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+
+
+def manipulate(image: Image, direction: str | int, amp: float, steps: int) -> Call:
+    x = images(image)
+    n = len(x)
+    name = np.array([[str(direction).encode("utf-8")]] * n, dtype=object).reshape(n, 1)
+    inputs = {IMAGE: x, DIRECTION: name, AMP: per_row(AMP_TENSOR, amp, n)}
+    return Call(MANIPULATE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})

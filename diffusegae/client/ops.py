@@ -1,4 +1,4 @@
-"""The four public ops, written once for both clients: each builds a Call and hands it to `_infer`.
+"""The public ops, written once for both clients: each builds a Call and hands it to `_infer`.
 
 Client._infer returns the output array; AsyncClient._infer is a coroutine, so there the same methods return
 awaitables (`await client.edit(...)`).
@@ -89,3 +89,7 @@ class Ops(Generic[R]):
     ) -> R:
         """From a toward b by alpha (only the named attributes; all when None)."""
         return self._infer(calls.interpolate(a, b, alpha, attributes, steps))
+
+    def manipulate(self, images: Image, direction: str | int, amp: float, steps: int = 20) -> R:
+        """Move an attribute by amp along a classifier direction (name or number): imported Diff-AE models."""
+        return self._infer(calls.manipulate(images, direction, amp, steps))

@@ -13,6 +13,8 @@ to model space, so that every later step waits for it and a bad request fails be
                  x_T ~ N(0, I) from the seed ────────────────────────────────────────────→ decode → …
     interpolate  image_a, image_b → prepare → encoder → invert; [gae_encode] → mix(alpha, attributes)
                  → lerp codes [→ gae_decode], slerp x_T ──────────────────────────────────→ decode → …
+    manipulate   image → prepare → encoder → steer(direction, amp) ──────────────────┐
+                                     └──── invert (with the image's own z_sem) → x_T ┴→ decode → …
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from diffusegae.export.specs import ENCODER, GAE_DECODE, GAE_ENCODE, X0, X_T, Z_
 from diffusegae.server.specs import (
     ALPHA,
     ALPHA_TENSOR,
+    AMP,
+    AMP_TENSOR,
     ATTRIBUTES,
     ATTRIBUTES_TENSOR,
     COMBINE,
     DECODE,
+    DIRECTION,
+    DIRECTION_TENSOR,
     EDIT,
     ENSEMBLE,
     IMAGE,
@@ -33,6 +39,7 @@ from diffusegae.server.specs import (
     IMAGE_B,
     INTERPOLATE,
     INVERT,
+    MANIPULATE,
     MIX,
     OUTPUT,
     POSTPROCESS,
@@ -43,6 +50,7 @@ from diffusegae.server.specs import (
     SEED,
     SEED_TENSOR,
     SOURCE,
+    STEER,
     STEPS,
     STEPS_TENSOR,
     SWAP,
@@ -175,9 +183,22 @@ def interpolate(config: ModelConfig) -> ModelSpec:
     return _ensemble(config, INTERPOLATE, inputs, roles, steps)
 
 
-def ensembles(config: ModelConfig) -> list[ModelSpec]:
-    """The public ops of a checkpoint config; edit and recombine need a GAE."""
+def manipulate(config: ModelConfig) -> ModelSpec:
+    steps = [
+        _encode(IMAGE),
+        _invert(IMAGE),
+        _step(STEER, {Z_SEM: _t(IMAGE, Z_SEM), DIRECTION: DIRECTION, AMP: AMP}, {Z_SEM: _t("moved", Z_SEM)}),
+        *_finish(_t(IMAGE, X_T), _t("moved", Z_SEM)),
+    ]
+    inputs = [image_tensor(IMAGE), DIRECTION_TENSOR, AMP_TENSOR, STEPS_TENSOR]
+    return _ensemble(config, MANIPULATE, inputs, {IMAGE: IMAGE}, steps)
+
+
+def ensembles(config: ModelConfig, directions: tuple[str, ...] = ()) -> list[ModelSpec]:
+    """The public ops of a checkpoint; edit and recombine need a GAE, manipulate attribute directions."""
     ops = [reconstruct(config), interpolate(config)]
     if config.gae is not None:
         ops[1:1] = [edit(config), recombine(config)]
+    if directions:
+        ops.append(manipulate(config))
     return ops

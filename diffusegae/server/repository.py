@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from diffusegae.checkpoint import read_config
+from diffusegae.checkpoint import load_directions, read_config
 from diffusegae.server.graph import ensembles
 from diffusegae.server.pbtxt import HEADER, config_text
 from diffusegae.server.specs import (
@@ -27,6 +27,7 @@ from diffusegae.server.specs import (
     LOOP_ENGINES,
     ONNXRUNTIME,
     PARAM_CHECKPOINT,
+    PARAM_DIRECTIONS,
     PARAM_ENGINE,
     PARAM_MODEL_CONFIG,
     PARAM_THREADS,
@@ -88,13 +89,20 @@ def build_repository(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ref = checkpoint_ref if checkpoint_ref is not None else default_checkpoint_ref(checkpoint, out)
+    found = load_directions(checkpoint)
+    directions = found.names if found is not None else ()
     parameters = {
         PARAM_CHECKPOINT: ref,
         PARAM_MODEL_CONFIG: json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":")),
         PARAM_THREADS: str(threads),
+        **({PARAM_DIRECTIONS: json.dumps(list(directions))} if directions else {}),
     }
 
-    models = [*leaf_models(config, leaf_backend), *python_models(config), *ensembles(config)]
+    models = [
+        *leaf_models(config, leaf_backend),
+        *python_models(config, directions),
+        *ensembles(config, directions),
+    ]
     _remove_stale(out, {m.name for m in models})
     onnx_files = _onnx_files(checkpoint) if leaf_backend != PYTHON_ORT else {}
     for spec in models:

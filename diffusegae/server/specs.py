@@ -2,7 +2,8 @@
 
 The leaf models (encoder, gae_encode, gae_decode, unet) take their names and tensors from
 `diffusegae.export.specs`; this module adds the loop models (invert, decode), the glue models between
-leaves (prepare, postprocess, swap, combine, mix) and the public ensembles' inputs and outputs.
+leaves (prepare, postprocess, swap, combine, mix, steer) and the public ensembles' inputs and outputs.
+A checkpoint with attribute directions (an imported Diff-AE classifier) also gets `steer` and `manipulate`.
 `config.pbtxt` files, the python-backend models and the client all read these. Torch-free.
 """
 
@@ -32,11 +33,13 @@ DECODE = "decode"  # DDIM sampling x_T → x0, batched loop
 SWAP = "swap"  # edit: named z_dis chunks from the reference
 COMBINE = "combine"  # recombine: each z_dis chunk from its own image; x_T from the seed
 MIX = "mix"  # interpolate: lerp the codes (named chunks), slerp x_T
+STEER = "steer"  # manipulate: move z_sem along a named attribute direction by amp
 # the public ops (ensembles)
 RECONSTRUCT = "reconstruct"
 EDIT = "edit"
 RECOMBINE = "recombine"
 INTERPOLATE = "interpolate"
+MANIPULATE = "manipulate"  # only for checkpoints with attribute directions
 
 # ---- tensor names (the public ones are the wire contract of the client) ----
 IMAGE = "image"
@@ -47,6 +50,8 @@ STEPS = "steps"
 SEED = "seed"
 ALPHA = "alpha"
 ATTRIBUTES = "attributes"
+DIRECTION = "direction"
+AMP = "amp"
 
 
 def named(name: str, suffix: str) -> str:
@@ -68,6 +73,8 @@ PARAM_CHECKPOINT = "checkpoint"  # checkpoint directory; a relative path is reso
 PARAM_MODEL_CONFIG = "model_config"
 PARAM_THREADS = "threads"  # onnxruntime intra-op threads per model process
 PARAM_ENGINE = "engine"  # loop models: where eps runs (LOOP_ENGINES)
+# The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
+PARAM_DIRECTIONS = "directions"
 LOOP_ENGINES = ("onnxruntime", "bls")  # in-process OnnxRuntimeEngine, or BLS calls to the `unet` model
 
 
@@ -106,6 +113,8 @@ STEPS_TENSOR = TensorSpec(STEPS, "int32", (BATCH, 1))
 SEED_TENSOR = TensorSpec(SEED, "int64", (BATCH, 1))
 ALPHA_TENSOR = TensorSpec(ALPHA, "float32", (BATCH, 1))
 ATTRIBUTES_TENSOR = TensorSpec(ATTRIBUTES, STRING_DTYPE, (BATCH, ANY))
+DIRECTION_TENSOR = TensorSpec(DIRECTION, STRING_DTYPE, (BATCH, 1))  # a direction's name or number, UTF-8
+AMP_TENSOR = TensorSpec(AMP, "float32", (BATCH, 1))
 
 
 def image_tensor(name: str, size: int | None = None) -> TensorSpec:
@@ -171,7 +180,7 @@ def image_inputs(config: ModelConfig) -> list[str]:
     return names
 
 
-def prepare_model(config: ModelConfig) -> ModelSpec:
+def prepare_model(config: ModelConfig, directions: tuple[str, ...] = ()) -> ModelSpec:
     """prepare: any of the ops' images and values in (all optional), x0_<image> out for each image sent.
 
     Every ensemble runs it first on all its inputs, so a bad value fails the request before any other step
@@ -185,19 +194,20 @@ def prepare_model(config: ModelConfig) -> ModelSpec:
         SEED_TENSOR,
         ALPHA_TENSOR,
         *([ATTRIBUTES_TENSOR] if config.gae is not None else []),
+        *([DIRECTION_TENSOR, AMP_TENSOR] if directions else []),
     ]
     inputs = (*(image_tensor(name) for name in images), *values)
     outputs = tuple(renamed(x0, named(X0, name)) for name in images)
     return ModelSpec(PREPARE, inputs, outputs, module="prepare", optional=tuple(t.name for t in inputs))
 
 
-def python_models(config: ModelConfig) -> list[ModelSpec]:
-    """The loop and glue models (python backend) of a checkpoint config; no GAE, no swap or combine."""
+def python_models(config: ModelConfig, directions: tuple[str, ...] = ()) -> list[ModelSpec]:
+    """The loop and glue models (python backend): no GAE, no swap or combine; no directions, no steer."""
     t = model_tensors(config)
     s = config.image_size
     code = t[Z_DIS] if config.gae is not None else t[Z_SEM]  # what interpolate lerps
     models = [
-        prepare_model(config),
+        prepare_model(config, directions),
         ModelSpec(POSTPROCESS, (t[X0],), (image_tensor(IMAGE, s),), module="postprocess"),
         ModelSpec(
             INVERT,
@@ -242,12 +252,14 @@ def python_models(config: ModelConfig) -> list[ModelSpec]:
                 module="combine",
             ),
         ]
+    if directions:
+        models.append(ModelSpec(STEER, (t[Z_SEM], DIRECTION_TENSOR, AMP_TENSOR), (t[Z_SEM],), module="steer"))
     return models
 
 
-def served_model(config: ModelConfig, name: str) -> ModelSpec:
+def served_model(config: ModelConfig, name: str, directions: tuple[str, ...] = ()) -> ModelSpec:
     """The python-backend model called `name` (a leaf or a loop / glue model)."""
-    models = {m.name: m for m in (*leaf_models(config), *python_models(config))}
+    models = {m.name: m for m in (*leaf_models(config), *python_models(config, directions))}
     if name not in models:
         raise ValueError(f"no python-backend model {name!r} for {config.name!r}; known: {', '.join(models)}")
     return models[name]

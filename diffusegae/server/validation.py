@@ -95,6 +95,36 @@ def alphas(x: np.ndarray) -> np.ndarray:
     return values
 
 
+def amps(x: np.ndarray) -> np.ndarray:
+    values = np.asarray(x, dtype=np.float32).reshape(len(x), -1)[:, 0]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise RequestError(
+            f"amp must be a finite number (about ±0.3 is a visible edit), got {values[bad][0]} ({_rows(bad)})"
+        )
+    return values
+
+
+def direction_indices(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """One direction per row, by name or number (UTF-8 text) → row numbers of the directions."""
+    out = []
+    for item in np.asarray(x, dtype=object).reshape(len(x), -1)[:, 0]:
+        try:
+            text = item.decode("utf-8") if isinstance(item, bytes) else str(item)
+        except UnicodeDecodeError:
+            raise RequestError(f"direction must be UTF-8 text, got {item!r}") from None
+        if text in names:
+            out.append(names.index(text))
+        elif text.isdigit() and int(text) < len(names):
+            out.append(int(text))
+        else:
+            shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+            raise RequestError(
+                f"unknown direction {text!r}: send a name ({shown}) or a number 0..{len(names) - 1}"
+            )
+    return np.asarray(out, dtype=np.int64)
+
+
 def attribute_names(row: np.ndarray, gae: GAEConfig) -> list[str]:
     """One row of the attributes tensor → known, distinct attribute names (at least one)."""
     names = []

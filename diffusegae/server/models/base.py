@@ -20,6 +20,7 @@ from diffusegae.config import ModelConfig
 from diffusegae.server.pbtxt import config_dims
 from diffusegae.server.specs import (
     PARAM_CHECKPOINT,
+    PARAM_DIRECTIONS,
     PARAM_MODEL_CONFIG,
     PARAM_THREADS,
     ModelSpec,
@@ -50,7 +51,8 @@ class BatchedModel:
         repository = Path(args["model_repository"]).parent  # model_repository is this model's own folder
         self.checkpoint = resolve_checkpoint(self.parameters[PARAM_CHECKPOINT], repository)
         self.config = ModelConfig.from_dict(json.loads(self.parameters[PARAM_MODEL_CONFIG]))
-        self.spec: ModelSpec = served_model(self.config, self.name)
+        self.directions: tuple[str, ...] = tuple(json.loads(self.parameters.get(PARAM_DIRECTIONS, "[]")))
+        self.spec: ModelSpec = served_model(self.config, self.name, self.directions)
         self._check_repository()
         self.threads = int(self.parameters.get(PARAM_THREADS, "1"))
         self.setup()

@@ -11,7 +11,7 @@ from diffusegae.export.specs import X0
 from diffusegae.images import to_model
 from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
-from diffusegae.server.specs import ALPHA, ATTRIBUTES, SEED, STEPS, image_inputs, named
+from diffusegae.server.specs import ALPHA, AMP, ATTRIBUTES, DIRECTION, SEED, STEPS, image_inputs, named
 
 
 class TritonPythonModel(BatchedModel):
@@ -28,6 +28,8 @@ class TritonPythonModel(BatchedModel):
             SEED: validation.seeds,
             ALPHA: validation.alphas,
             ATTRIBUTES: lambda x: validation.attribute_mask(x, self.config.gae),
+            DIRECTION: lambda x: validation.direction_indices(x, self.directions),
+            AMP: validation.amps,
         }
 
     def check(self, inputs: Arrays) -> Arrays:

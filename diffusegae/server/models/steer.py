@@ -1,0 +1,30 @@
+"""manipulate: move z_sem along an attribute direction (diffusegae.manipulate) by amp, one per row."""
+
+from __future__ import annotations
+
+from diffusegae.checkpoint import load_directions
+from diffusegae.export.specs import Z_SEM
+from diffusegae.server import validation
+from diffusegae.server.models.base import Arrays, BatchedModel
+from diffusegae.server.specs import AMP, DIRECTION
+
+
+class TritonPythonModel(BatchedModel):
+    def setup(self) -> None:
+        self.moves = load_directions(self.checkpoint)
+        if self.moves is None or self.moves.names != self.directions:
+            raise RuntimeError(
+                f"checkpoint {self.checkpoint} does not hold the directions this repository was built for: "
+                "rebuild it (`diffusegae build-repo`)"
+            )
+
+    def check(self, inputs: Arrays) -> Arrays:
+        validation.same_batch(**inputs)
+        return {
+            Z_SEM: validation.finite(Z_SEM, inputs[Z_SEM]),
+            DIRECTION: validation.direction_indices(inputs[DIRECTION], self.directions),
+            AMP: validation.amps(inputs[AMP]),
+        }
+
+    def compute(self, batch: Arrays) -> Arrays:
+        return {Z_SEM: self.moves.apply(batch[Z_SEM], batch[DIRECTION], batch[AMP])}
