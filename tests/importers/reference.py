@@ -48,6 +48,7 @@ EPS_TIMESTEPS = (0, 417, 999)
 NUM_CLASSES = 40  # like the official CelebA-HQ attribute classifier
 DIRECTION = 5
 AMP = 0.3
+ALPHA = 0.4  # interpolation between inputs 0 and 1
 
 
 def _rng(name: str) -> np.random.RandomState:

@@ -73,6 +73,12 @@ def test_manipulate_matches_official(pipe, official):
     assert max_err(out, official["manipulated"]) <= SAMPLED_TOL
 
 
+def test_interpolate_matches_official(pipe, official):
+    x0 = ref.inputs()["x0"]
+    got = pipe.interpolate(x0[:1], x0[1:2], ref.ALPHA, steps=ref.STEPS)
+    assert max_err(got, official["interpolated"]) <= SAMPLED_TOL
+
+
 def test_onnxruntime_engine_matches_official(imported, official):
     ort = load_pipeline(imported, engine="onnxruntime", threads=1)
     x = ref.inputs()

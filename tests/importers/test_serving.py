@@ -79,7 +79,11 @@ def test_reconstruct_matches_the_pipeline(client, pipeline, images):
 
 @pytest.mark.parametrize(
     ("direction", "amp", "message"),
-    [("Moustache", 0.3, "unknown direction 'Moustache'"), ("40", 0.3, "0..39"), ("Male", float("nan"), "amp")],
+    [
+        ("Moustache", 0.3, "unknown direction 'Moustache'"),
+        ("40", 0.3, "0..39"),
+        ("Male", float("nan"), "amp"),
+    ],
 )
 def test_bad_manipulate_requests_say_what_to_send(client, images, direction, amp, message):
     with pytest.raises(ServerError, match=message) as err:
