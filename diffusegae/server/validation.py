@@ -84,25 +84,21 @@ def seeds(x: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def alphas(x: np.ndarray) -> np.ndarray:
+def _numbers(name: str, x: np.ndarray, hint: str) -> np.ndarray:
+    """One finite float per row ([B,1] → [B])."""
     values = np.asarray(x, dtype=np.float32).reshape(len(x), -1)[:, 0]
     bad = ~np.isfinite(values)
     if bad.any():
-        raise RequestError(
-            f"alpha must be a finite number (0 gives the first image, 1 the second), got {values[bad][0]} "
-            f"({_rows(bad)})"
-        )
+        raise RequestError(f"{name} must be a finite number ({hint}), got {values[bad][0]} ({_rows(bad)})")
     return values
+
+
+def alphas(x: np.ndarray) -> np.ndarray:
+    return _numbers("alpha", x, "0 gives the first image, 1 the second")
 
 
 def amps(x: np.ndarray) -> np.ndarray:
-    values = np.asarray(x, dtype=np.float32).reshape(len(x), -1)[:, 0]
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise RequestError(
-            f"amp must be a finite number (about ±0.3 is a visible edit), got {values[bad][0]} ({_rows(bad)})"
-        )
-    return values
+    return _numbers("amp", x, "about ±0.3 is a visible edit")
 
 
 def direction_indices(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
