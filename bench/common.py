@@ -1,34 +1,43 @@
-"""Shared by the benchmark scripts: device description, timing with warm-up, BENCHMARKS.md rows."""
+"""Shared by the benchmark scripts: device description, timing with warm-up, results records.
+
+Each script builds one `record(...)` per table row and hands them to `save(...)`, which appends them to
+bench/results/<script>.jsonl (the format: diffusegae.benchmark.results) and regenerates BENCHMARKS.md.
+`append_section(title, header, rows, notes)` is the older table-at-once call, kept for scripts not yet
+migrated: it stores each row's cells as the record's key columns.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+from diffusegae.benchmark.results import (
+    BENCHMARKS,
+    RESULTS_DIR,
+    Record,
+    append_records,
+    cpu_name,
+    render_table,
+    rounded,
+    run_stamp,
+    write_benchmarks,
+)
+
+RUN = run_stamp()  # one invocation = one run: its rows form one table per section
 
 
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:
@@ -53,24 +62,52 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["python", script, *sys.argv[1:]])
 
 
+def record(
+    section: str,
+    params: dict[str, Any],
+    timing: dict[str, float] | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    notes: str = "",
+    metric: str | None = None,
+    runs: bool = True,
+) -> Record:
+    """One table row: `timing` is measure()'s result (seconds), recorded in ms (median, min–max, and the
+    number of runs unless `runs` is False); a timing value left None is shown empty."""
+    values: dict[str, Any] = {}
+    if timing is not None:
+        values = {
+            k: None if timing.get(k) is None else rounded(timing[k] * 1e3) for k in ("median", "min", "max")
+        }
+        values["n"] = int(timing["n"]) if runs else None
+    return Record(
+        section=section,
+        params=params,
+        device=device_name(),
+        date=RUN[:10],
+        command=command_line(),
+        run=RUN,
+        unit="ms" if timing is not None else None,
+        metric=metric,
+        extra=extra or {},
+        notes=notes,
+        **values,
+    )
+
+
+def results_file() -> Path:
+    """bench/results/<script>.jsonl for the running script."""
+    return RESULTS_DIR / f"{Path(sys.argv[0]).stem}.jsonl"
+
+
+def save(records: Sequence[Record]) -> str:
+    """Append the records to the script's results file, regenerate BENCHMARKS.md; returns the table(s)."""
+    append_records(results_file(), records)
+    write_benchmarks()
+    sections = list(dict.fromkeys(r.section for r in records))
+    return "\n".join(render_table([r for r in records if r.section == s]) for s in sections)
+
+
 def append_section(title: str, header: list[str], rows: list[list[str]], notes: str = "") -> str:
-    """Append a results table (with command, device and date) to BENCHMARKS.md and return it."""
-    lines = [
-        f"## {title}",
-        "",
-        f"- command: `{command_line()}`",
-        f"- device: {device_name()}",
-        f"- date: {dt.date.today().isoformat()}",
-    ]
-    if notes:
-        lines.append(f"- {notes}")
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    text = "\n".join(lines) + "\n\n"
-    if not BENCHMARKS.exists():
-        BENCHMARKS.write_text(
-            "# Benchmarks\n\nEvery table: the command that produced it, its device and date.\n\n"
-        )
-    with BENCHMARKS.open("a") as f:
-        f.write(text)
-    return text
+    """The older call: a whole table of formatted cells (each row's cells become its key columns)."""
+    return save([record(title, dict(zip(header, row, strict=True)), notes=notes) for row in rows])

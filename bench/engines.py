@@ -2,7 +2,7 @@
 
 Ops: a single UNet call and the whole edit (encode two images, invert S steps, GAE swap, decode S steps),
 at batch 1 and 8. Speed only, so random weights of the preset are used (saved once, loaded by every engine).
-Prints medians, spread and ratios against eager; appends the table to BENCHMARKS.md.
+Prints medians, spread and ratios against eager; records them in bench/results/engines.jsonl (BENCHMARKS.md).
     python bench/engines.py [--preset synth64] [--steps 20] [--repeats 5] [--threads 2] [--no-compile]
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from common import append_section, measure
+from common import measure, record, save
 
 from diffusegae import build_model, preset, save_checkpoint
 from diffusegae.checkpoint import load_checkpoint
@@ -72,29 +72,22 @@ def main() -> None:
                     r = measure(fn, args.repeats if "unet" in op else max(3, args.repeats // 2))
                     results[(op, batch, engine_name)] = r
                     print(f"{op:10s} batch {batch} {engine_name:9s} median {r['median'] * 1e3:9.1f} ms")
-    rows = []
-    for (op, batch, engine_name), r in results.items():
-        ratio = results[(op, batch, "eager")]["median"] / r["median"]
-        rows.append(
-            [
-                op,
-                str(batch),
-                engine_name,
-                f"{r['median'] * 1e3:.1f}",
-                f"{r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f}",
-                str(r["n"]),
-                f"{batch / r['median']:.2f}",
-                f"{ratio:.2f}×",
-            ]
+    section = f"Engines, {args.preset} (random weights), {args.threads} threads"
+    notes = "same weights for every engine; 1 untimed warm-up per cell; torch.compile time excluded"
+    records = [
+        record(
+            section,
+            {"op": op, "batch": batch, "engine": engine_name},
+            r,
+            extra={
+                "images/s": f"{batch / r['median']:.2f}",
+                "speed-up vs eager": f"{results[(op, batch, 'eager')]['median'] / r['median']:.2f}×",
+            },
+            notes=notes,
         )
-    print(
-        append_section(
-            f"Engines, {args.preset} (random weights), {args.threads} threads",
-            ["op", "batch", "engine", "median ms", "min–max ms", "runs", "images/s", "speed-up vs eager"],
-            rows,
-            notes="same weights for every engine; 1 untimed warm-up per cell; torch.compile time excluded",
-        )
-    )
+        for (op, batch, engine_name), r in results.items()
+    ]
+    print(save(records))
 
 
 if __name__ == "__main__":

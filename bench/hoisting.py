@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import append_section, measure
+from common import measure, record, save
 
 from diffusegae import build_model, preset
 from diffusegae.models.layers import ResBlock
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    records = []
     for name in args.presets.split(","):
         model = build_model(preset(name)).eval()
         blocks = [b for b in model.unet.modules() if isinstance(b, ResBlock) and b.conditioned]
@@ -45,24 +45,22 @@ def main() -> None:
             with torch.inference_mode():
                 full, inv = measure(whole, args.repeats), measure(invariant, args.repeats)
             share = inv["median"] / full["median"]
-            rows.append(
-                [
-                    name,
-                    str(batch),
-                    f"{full['median'] * 1e3:.1f}",
-                    f"{inv['median'] * 1e3:.2f}",
-                    f"{share:.1%}",
-                ]
+            records.append(
+                record(
+                    "Loop invariants: share of a UNet call (torch eager)",
+                    {"preset": name, "batch": batch},
+                    {"median": full["median"], "min": None, "max": None, "n": full["n"]},
+                    metric="UNet call",
+                    extra={
+                        "t/z projections median ms": round(inv["median"] * 1e3, 2),
+                        "share (max saving)": f"{share:.1%}",
+                    },
+                    notes=f"{args.repeats} timed runs after 1 warm-up; random weights",
+                    runs=False,
+                )
             )
             print(f"{name} batch {batch}: UNet {full['median'] * 1e3:.1f} ms, invariants {share:.1%}")
-    print(
-        append_section(
-            "Loop invariants: share of a UNet call (torch eager)",
-            ["preset", "batch", "UNet call median ms", "t/z projections median ms", "share (max saving)"],
-            rows,
-            notes=f"{args.repeats} timed runs after 1 warm-up; random weights",
-        )
-    )
+    print(save(records))
 
 
 if __name__ == "__main__":

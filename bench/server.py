@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any OpenMP runtime loads
 
 import numpy as np
-from common import append_section, measure
+from common import measure, record, save
 
 from diffusegae.checkpoint import read_config
 from diffusegae.client import Client
@@ -59,17 +59,22 @@ def main() -> None:
             results = {"in-process pipeline": measure(in_process, args.repeats)}
             results["server (gRPC → ensemble)"] = measure(served, args.repeats)
     base = results["in-process pipeline"]["median"]
-    rows = [
-        [name, f"{r['median'] * 1e3:.1f}", f"{r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f}", str(r["n"]),
-         f"{r['median'] / base:.2f}×", f"{(r['median'] - base) * 1e3:+.1f}"]
+    section = f"Server overhead: edit, {config.name}, batch {args.batch}, S={args.steps}"
+    notes = f"onnxruntime with {args.threads} thread(s) in both; outputs identical: {identical}"
+    records = [
+        record(
+            section,
+            {"path": name},
+            r,
+            extra={
+                "vs in-process": f"{r['median'] / base:.2f}×",
+                "overhead ms": f"{(r['median'] - base) * 1e3:+.1f}",
+            },
+            notes=notes,
+        )
         for name, r in results.items()
-    ]  # fmt: skip
-    print(append_section(
-        f"Server overhead: edit, {config.name}, batch {args.batch}, S={args.steps}",
-        ["path", "median ms", "min–max ms", "runs", "vs in-process", "overhead ms"],
-        rows,
-        notes=f"onnxruntime with {args.threads} thread(s) in both; outputs identical: {identical}",
-    ))  # fmt: skip
+    ]
+    print(save(records))
 
 
 if __name__ == "__main__":

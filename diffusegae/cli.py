@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_edit_arguments(edit)
     edit.set_defaults(func=run_edit)
 
+    from diffusegae.benchmark import cli as bench_cli
+
+    bench = sub.add_parser("bench", help=bench_cli.HELP)
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(func=bench_cli.run)
+
     from diffusegae.eval.cli import add_eval_arguments, run_eval
 
     evaluate = sub.add_parser(

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from diffusegae.client import Client
+from diffusegae.cli import main
 from diffusegae.client.errors import ServerError
 from diffusegae.diffae_import import import_diffae
 from diffusegae.engines import Pipeline
@@ -95,3 +98,13 @@ def test_bad_manipulate_requests_say_what_to_send(client, images, direction, amp
 def test_gae_ops_are_not_served(client, images):
     with pytest.raises(ServerError, match="edit"):
         client.edit(images[:1], images[1:2], swap="background", steps=STEPS)
+
+
+def test_bench_loads_manipulate(client, checkpoint, tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "--server", client.url, "--op", "manipulate", "--steps", "2", "--concurrency", "1"]
+    assert main([*args, "--requests", "3", "--warmup", "1", "--out", str(out)]) == 0
+    (level,) = json.loads((out / "manipulate.json").read_text())["levels"]
+    assert level["ok"] == 3 and level["errors"] == 0
+    assert main(["bench", "--checkpoint", str(checkpoint), "--write-input-data", str(tmp_path / "pa")]) == 0
+    assert (tmp_path / "pa" / "manipulate.json").is_file()

@@ -1,0 +1,161 @@
+"""The server's side of a level: Triton's inference statistics before and after, as a delta.
+
+Triton keeps cumulative counters per model (`get_inference_statistics`): successful and failed requests
+with their total time, and per successful request the time queued and in compute input / infer / output,
+plus `batch_stats`, the executions per batch size the model actually ran. An op is an ensemble: its own
+counters give the server-side latency of whole requests, and its composing models (read from its
+`ensemble_scheduling`) say where the time went and which batches the dynamic batcher formed. As
+perf_analyzer does for ensembles, the op's queue and compute times are the sums over its composing models'
+(so steps that run side by side add up), per op request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclass(frozen=True)
+class Counter:
+    count: int = 0
+    ns: int = 0
+
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None) -> Counter:
+        data = data or {}
+        return cls(int(data.get("count", 0)), int(data.get("ns", 0)))
+
+    def __sub__(self, other: Counter) -> Counter:
+        return Counter(self.count - other.count, self.ns - other.ns)
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """One model's cumulative counters (or the difference of two snapshots)."""
+
+    name: str
+    success: Counter = Counter()
+    fail: Counter = Counter()
+    phases: dict[str, Counter] = field(default_factory=dict)
+    inference_count: int = 0  # samples (batch rows) run
+    execution_count: int = 0  # model executions (batches) run
+    batches: dict[int, int] = field(default_factory=dict)  # batch size → executions
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> ModelStats:
+        """From one entry of `get_inference_statistics(as_json=True)["model_stats"]` (int64s as strings)."""
+        stats = data.get("inference_stats", {})
+        return cls(
+            name=data["name"],
+            success=Counter.parse(stats.get("success")),
+            fail=Counter.parse(stats.get("fail")),
+            phases={phase: Counter.parse(stats.get(phase)) for phase in PHASES},
+            inference_count=int(data.get("inference_count", 0)),
+            execution_count=int(data.get("execution_count", 0)),
+            batches={
+                int(b["batch_size"]): Counter.parse(b.get("compute_infer")).count
+                for b in data.get("batch_stats", [])
+            },
+        )
+
+    def __sub__(self, before: ModelStats) -> ModelStats:
+        batches = {
+            size: n - before.batches.get(size, 0)
+            for size, n in sorted(self.batches.items())
+            if n - before.batches.get(size, 0)
+        }
+        return ModelStats(
+            name=self.name,
+            success=self.success - before.success,
+            fail=self.fail - before.fail,
+            phases={p: self.phases.get(p, Counter()) - before.phases.get(p, Counter()) for p in PHASES},
+            inference_count=self.inference_count - before.inference_count,
+            execution_count=self.execution_count - before.execution_count,
+            batches=batches,
+        )
+
+    def mean_ms(self, phase: str) -> float | None:
+        """Mean time per request in a phase (ms), None when the model served no request."""
+        counter = self.phases.get(phase, Counter())
+        return counter.ns / counter.count / 1e6 if counter.count else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.success.count,
+            "failed": self.fail.count,
+            "executions": self.execution_count,
+            "inferences": self.inference_count,
+            **{f"{phase}_ms": self.mean_ms(phase) for phase in PHASES},
+            "batches": {str(size): n for size, n in self.batches.items()},
+        }
+
+
+Snapshot = dict[str, ModelStats]
+
+
+def parse_snapshot(statistics: dict[str, Any]) -> Snapshot:
+    """`get_inference_statistics(as_json=True)` → model name → counters (the highest version of each)."""
+    models: Snapshot = {}
+    for entry in statistics.get("model_stats", []):
+        models[entry["name"]] = ModelStats.parse(entry)
+    return models
+
+
+def delta(before: Snapshot, after: Snapshot) -> Snapshot:
+    return {name: stats - before.get(name, ModelStats(name)) for name, stats in after.items()}
+
+
+def composing_models(model_config: dict[str, Any]) -> list[str]:
+    """The models an ensemble's steps call, in step order, each once (`get_model_config(as_json=True)`)."""
+    config = model_config.get("config", model_config)
+    steps = config.get("ensemble_scheduling", {}).get("step", [])
+    return list(dict.fromkeys(step["model_name"] for step in steps))
+
+
+def summarize(window: Snapshot, op: str, models: Iterable[str]) -> dict[str, Any]:
+    """The server's view of one window of an op: per-request latency and phases, and each model's own."""
+    op_stats = window.get(op, ModelStats(op))
+    requests = op_stats.success.count
+    composing = [window.get(name, ModelStats(name)) for name in models]
+    summary: dict[str, Any] = {
+        "requests": requests,
+        "failed": op_stats.fail.count,
+        "latency_ms": op_stats.success.ns / requests / 1e6 if requests else None,
+    }
+    for phase in PHASES:
+        total = sum(m.phases.get(phase, Counter()).ns for m in composing)
+        summary[f"{phase}_ms"] = total / requests / 1e6 if requests else None
+    summary["models"] = {m.name: m.to_json() for m in composing}
+    return summary
+
+
+def batch_histogram(summary: dict[str, Any] | None, model: str) -> str:
+    """ "1×12 2×5": the executions per batch size one model ran in a window ("" if unknown)."""
+    batches = ((summary or {}).get("models", {}).get(model) or {}).get("batches", {})
+    return " ".join(f"{size}×{n}" for size, n in batches.items())
+
+
+class ServerStats:
+    """Snapshots of one server's statistics over tritonclient gRPC (blocking: call between levels or in a
+    thread)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self._grpc = grpcclient.InferenceServerClient(url)
+        self.timeout = timeout
+
+    def snapshot(self) -> Snapshot:
+        return parse_snapshot(self._grpc.get_inference_statistics(as_json=True, client_timeout=self.timeout))
+
+    def model_config(self, name: str) -> dict[str, Any]:
+        return self._grpc.get_model_config(name, as_json=True, client_timeout=self.timeout)
+
+    def composing_models(self, op: str) -> list[str]:
+        return composing_models(self.model_config(op))
+
+    def close(self) -> None:
+        self._grpc.close()

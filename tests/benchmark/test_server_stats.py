@@ -1,0 +1,76 @@
+import pytest
+
+from diffusegae.benchmark import server_stats
+from diffusegae.benchmark.server_stats import composing_models, delta, parse_snapshot, summarize
+
+
+def entry(name, requests, ns, batches=(), fail=0, inferences=None, executions=None):
+    """A model's entry as tritonclient's get_inference_statistics(as_json=True) has it (int64s as strings)."""
+    counter = {"count": str(requests), "ns": str(ns)} if requests else {}
+    data = {
+        "name": name,
+        "version": "1",
+        "inference_stats": {
+            "success": counter,
+            "fail": {"count": str(fail), "ns": "1000"} if fail else {},
+            "queue": {"count": str(requests), "ns": str(ns // 10)} if requests else {},
+            "compute_input": counter and {"count": str(requests), "ns": str(ns // 100)},
+            "compute_infer": counter and {"count": str(requests), "ns": str(ns // 2)},
+            "compute_output": counter and {"count": str(requests), "ns": str(ns // 100)},
+            "cache_hit": {},
+            "cache_miss": {},
+        },
+    }
+    if requests:
+        data["inference_count"] = str(inferences if inferences is not None else requests)
+        data["execution_count"] = str(executions if executions is not None else requests)
+        data["batch_stats"] = [
+            {"batch_size": str(size), "compute_infer": {"count": str(n), "ns": "1"}} for size, n in batches
+        ]
+    return data
+
+
+def test_delta_and_summary_of_an_ensemble_window():
+    before = parse_snapshot(
+        {"model_stats": [entry("edit", 2, 200_000_000), entry("decode", 2, 100_000_000, [(1, 2)]),
+                         entry("invert", 0, 0)]}
+    )  # fmt: skip
+    after = parse_snapshot(
+        {
+            "model_stats": [
+                entry("edit", 6, 700_000_000, fail=2),
+                entry("decode", 6, 300_000_000, [(1, 2), (2, 2)], inferences=6, executions=4),
+                entry("invert", 4, 200_000_000, [(4, 1)], inferences=4, executions=1),
+            ]
+        }
+    )
+    window = delta(before, after)
+    assert window["edit"].success.count == 4 and window["edit"].fail.count == 2
+    assert window["decode"].batches == {2: 2} and window["invert"].batches == {4: 1}
+    s = summarize(window, "edit", ["decode", "invert"])
+    assert s["requests"] == 4 and s["failed"] == 2
+    assert s["latency_ms"] == pytest.approx(125.0)  # 500 ms over 4 requests
+    # decode 200 ms / 2 + invert 200 ms / 2 of compute_infer, per edit request (4 of them)
+    assert s["compute_infer_ms"] == pytest.approx((100 + 100) / 4)
+    assert s["models"]["decode"]["batches"] == {"2": 2} and s["models"]["decode"]["executions"] == 2
+    assert s["models"]["invert"]["compute_infer_ms"] == pytest.approx(25.0)
+    assert server_stats.batch_histogram(s, "decode") == "2×2"
+    assert server_stats.batch_histogram(None, "decode") == ""
+
+
+def test_a_window_without_requests_has_no_means():
+    empty = summarize(delta({}, parse_snapshot({"model_stats": [entry("edit", 0, 0)]})), "edit", ["decode"])
+    assert empty["requests"] == 0 and empty["latency_ms"] is None and empty["queue_ms"] is None
+
+
+def test_composing_models_in_step_order_once_each():
+    config = {
+        "config": {
+            "name": "edit",
+            "ensemble_scheduling": {
+                "step": [{"model_name": m} for m in ["prepare", "encoder", "encoder", "swap", "decode"]]
+            },
+        }
+    }
+    assert composing_models(config) == ["prepare", "encoder", "swap", "decode"]
+    assert composing_models({"config": {"name": "unet"}}) == []
