@@ -8,7 +8,8 @@ KERNEL_CHOICES = ("torch", "triton", "cuda")
 
 
 def kernel_impl() -> str | None:
-    """DIFFUSEGAE_KERNELS=torch|triton|cuda picks the AdaGN implementation; unset means automatic."""
+    """DIFFUSEGAE_KERNELS=torch|triton|cuda picks the AdaGN implementation; unset means automatic (a fused
+    kernel on CUDA tensors, the torch twin on CPU; see diffusegae.kernels for the fallbacks)."""
     value = os.environ.get("DIFFUSEGAE_KERNELS", "").strip().lower()
     if not value:
         return None

@@ -5,6 +5,11 @@ OnnxParser.parse_from_file, IBuilderConfig memory pool / FP16 flag / timing cach
 from each spec's BatchProfile; runtime: deserialize_cuda_engine, set_input_shape, set_tensor_address,
 execute_async_v3 on torch CUDA buffers). `tensorrt` is imported only when an engine is built.
 
+Fused AdaGN (`fused_adagn=True`, also unverified): the UNet is exported with one `diffusegae::AdaGN` node
+per AdaGN and TensorRT runs it through the plugin of kernels/tensorrt_plugin.py (TensorRT ≥ 10.6, Triton),
+registered in this process before any plan is built or loaded. Its ONNX files and plans have folders of
+their own (`onnx-fused/`, `tensorrt-fused/`).
+
 Cache: `<checkpoint>/tensorrt/<name>.plan`, with a manifest recording what each plan was built from (the
 ONNX file's manifest key, TensorRT version, GPU, precision, workspace, spec); a plan is rebuilt when one of
 those changes. One timing cache file next to the plans is loaded before and saved after every build.
@@ -25,9 +30,10 @@ from diffusegae.checkpoint import read_config
 from diffusegae.engines.base import require_gae
 from diffusegae.export import specs
 from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
-from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
+from diffusegae.export.onnx_export import ONNX_DIR, ONNX_FUSED_DIR, export_checkpoint
 
 TRT_DIR = "tensorrt"  # default plan cache inside the checkpoint
+TRT_FUSED_DIR = "tensorrt-fused"  # the same for fused_adagn=True
 TIMING_CACHE = "timing.cache"
 PRECISIONS = ("fp16", "fp32")
 # Opset ≤ 20 exports GroupNorm as InstanceNormalization; TensorRT 10.7 is reported to reject opset 21's
@@ -46,8 +52,8 @@ class TensorRTEngine:
 
     precision: fp16 (BuilderFlag.FP16 on the fp32 graph: TensorRT picks fp16 kernels where they are
     faster; IO stays fp32) or fp32. workspace_gb: the builder's workspace memory pool. engine_dir: plan
-    cache (default `<checkpoint>/tensorrt`). device: CUDA device index. Batches larger than a spec's
-    profile max run in chunks.
+    cache (default `<checkpoint>/tensorrt`). device: CUDA device index. fused_adagn: AdaGN as one plugin
+    node (see the module docstring). Batches larger than a spec's profile max run in chunks.
     """
 
     def __init__(
@@ -58,20 +64,31 @@ class TensorRTEngine:
         engine_dir: str | Path | None = None,
         device: int = 0,
         onnx_dir: str | Path | None = None,
+        fused_adagn: bool = False,
     ) -> None:
         check_options(precision, workspace_gb)
         trt = require_tensorrt(device)
+        if fused_adagn:
+            from diffusegae.kernels.tensorrt_plugin import register_plugin
+
+            register_plugin()
         self.checkpoint_dir = Path(checkpoint_dir)
         self.config = read_config(self.checkpoint_dir)
         self.device = torch.device("cuda", device)
-        self.engine_dir = Path(engine_dir) if engine_dir is not None else self.checkpoint_dir / TRT_DIR
+        default_engine_dir = TRT_FUSED_DIR if fused_adagn else TRT_DIR
+        self.engine_dir = (
+            Path(engine_dir) if engine_dir is not None else self.checkpoint_dir / default_engine_dir
+        )
         self.engine_dir.mkdir(parents=True, exist_ok=True)
         ignore = self.engine_dir / ".gitignore"
         if engine_dir is None and not ignore.exists():
             ignore.write_text("# written by diffusegae: a TensorRT build cache\n*\n")
 
-        onnx_paths = export_checkpoint(self.checkpoint_dir, onnx_dir, opset=ONNX_OPSET)
-        onnx_key = onnx_keys(Path(onnx_dir) if onnx_dir is not None else self.checkpoint_dir / ONNX_DIR)
+        onnx_paths = export_checkpoint(
+            self.checkpoint_dir, onnx_dir, opset=ONNX_OPSET, fused_adagn=fused_adagn
+        )
+        default_onnx_dir = self.checkpoint_dir / (ONNX_FUSED_DIR if fused_adagn else ONNX_DIR)
+        onnx_key = onnx_keys(Path(onnx_dir) if onnx_dir is not None else default_onnx_dir)
         logger = trt.Logger(trt.Logger.WARNING)
         major, minor = torch.cuda.get_device_capability(device)
         gpu = f"{torch.cuda.get_device_name(device)} sm{major}{minor}"

@@ -10,10 +10,16 @@ removes it (AttentionBlock would then need 4-D q/k/v).
 Cache: `manifest.json` next to the files records, per component, what its file was built from (weights
 and config bytes, the spec, opset, precision, exporter and model-code versions); a file is rebuilt only
 when one of those changed or the file is gone.
+
+Fused AdaGN (`fused_adagn=True`, for TensorRT with the plugin of kernels/tensorrt_plugin.py): every AdaGN
+becomes one `diffusegae::AdaGN` node (kernels/custom_op.py) instead of the twin's chain of standard ops.
+Such files go to a cache folder of their own; the default export keeps standard ops, so ONNX Runtime needs
+nothing custom.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -32,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from diffusegae.models import DiffusionAutoencoder
 
 ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
+ONNX_FUSED_DIR = "onnx-fused"  # the same for fused_adagn=True exports
 PRECISIONS = ("fp32",)
 OPSETS = range(14, 21)  # ≥ 14: attention's symbolic; ≤ 20: the TorchScript exporter's last opset
 # Trace at batch 2, not 1: at batch 1 size-1 broadcasting can hide a shape that wrongly ignores the batch.
@@ -39,7 +46,13 @@ EXPORT_BATCH = 2
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The code an exported graph is traced from: a change here must invalidate cached files.
-_TRACED_SOURCES = ("models/*.py", "kernels/__init__.py", "kernels/reference.py", "export/*.py")
+_TRACED_SOURCES = (
+    "models/*.py",
+    "kernels/__init__.py",
+    "kernels/reference.py",
+    "kernels/custom_op.py",
+    "export/*.py",
+)
 
 
 def export_checkpoint(
@@ -47,16 +60,19 @@ def export_checkpoint(
     out_dir: str | Path | None = None,
     opset: int = 17,
     precision: str = "fp32",
+    fused_adagn: bool = False,
 ) -> dict[str, Path]:
     """Export every component of a checkpoint to `<out_dir>/<name>.onnx` (default `<checkpoint>/onnx/`).
 
     Returns {component name: path}. Up-to-date files are left untouched; the model is loaded only when
-    something has to be rebuilt.
+    something has to be rebuilt. fused_adagn: one custom `diffusegae::AdaGN` node per AdaGN (TensorRT
+    with the AdaGN plugin only; default folder `<checkpoint>/onnx-fused/`).
     """
     _check_options(opset, precision)
     checkpoint_dir = Path(checkpoint_dir)
     config = read_config(checkpoint_dir)
-    out = Path(out_dir) if out_dir is not None else checkpoint_dir / ONNX_DIR
+    default_dir = ONNX_FUSED_DIR if fused_adagn else ONNX_DIR
+    out = Path(out_dir) if out_dir is not None else checkpoint_dir / default_dir
     out.mkdir(parents=True, exist_ok=True)
     ignore = out / ".gitignore"
     if out_dir is None and not ignore.exists():
@@ -64,7 +80,7 @@ def export_checkpoint(
         # .pytest_cache does). A chosen out_dir (a Triton repository) may hold tracked files: left alone.
         ignore.write_text("# written by diffusegae export: a build cache\n*\n")
 
-    common = _common_key(checkpoint_dir, opset, precision)
+    common = {**_common_key(checkpoint_dir, opset, precision), "fused_adagn": fused_adagn}
     entries: dict[str, Any] = read_manifest(out)
     model: DiffusionAutoencoder | None = None
     paths: dict[str, Path] = {}
@@ -75,7 +91,7 @@ def export_checkpoint(
         if entry is None or entry.get("key") != key or not path.is_file():
             if model is None:
                 model = load_checkpoint(checkpoint_dir)
-            _export_spec(spec, model, path, opset, key)
+            _export_spec(spec, model, path, opset, key, fused_adagn)
             entries[spec.name] = {"file": path.name, "key": key}
             write_manifest(out, entries)
         paths[spec.name] = path
@@ -126,11 +142,18 @@ def _common_key(checkpoint_dir: Path, opset: int, precision: str) -> dict[str, A
 
 
 def _export_spec(
-    spec: ExportSpec, model: DiffusionAutoencoder, path: Path, opset: int, key: dict[str, Any]
+    spec: ExportSpec,
+    model: DiffusionAutoencoder,
+    path: Path,
+    opset: int,
+    key: dict[str, Any],
+    fused_adagn: bool = False,
 ) -> None:
     """Trace one component to a temporary file, check it, then move it into place (atomic for readers)."""
     import onnx
     import torch
+
+    from diffusegae.kernels import custom_op
 
     module = spec.build_module(model)
     sample = spec.sample_inputs(EXPORT_BATCH)
@@ -142,8 +165,9 @@ def _export_spec(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    fused = custom_op.onnx_export_mode() if fused_adagn else contextlib.nullcontext()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), fused, warnings.catch_warnings():
             # Choosing the TorchScript exporter is deliberate (see the module docstring); its deprecation
             # notices would fail warnings-as-errors runs.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
