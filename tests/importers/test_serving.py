@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from diffusegae.client import Client
 from diffusegae.cli import main
+from diffusegae.client import Client
 from diffusegae.client.errors import ServerError
 from diffusegae.diffae_import import import_diffae
 from diffusegae.engines import Pipeline
