@@ -67,13 +67,25 @@ def load_safely(path: str | Path) -> dict[str, Any]:
     except Exception as err:
         raise DiffAEImportError(
             f"{path} cannot be read as tensors and plain containers (torch.load weights_only=True): "
-            f"{type(err).__name__}: {str(err).splitlines()[0]}. It is not a Diff-AE checkpoint, or it "
-            "pickles other objects; only if you trust the file, re-save just its state_dict: "
-            "torch.save({'state_dict': torch.load(path, weights_only=False)['state_dict']}, 'slim.ckpt')"
+            f"{_unsafe_globals(path) or type(err).__name__ + ': ' + str(err).splitlines()[0]}. It is not a "
+            "Diff-AE checkpoint, or it pickles other objects; only if you trust the file, re-save just its "
+            "state_dict: torch.save({'state_dict': torch.load(path, weights_only=False)['state_dict']}, "
+            "'slim.ckpt')"
         ) from None
     if not isinstance(data, dict):
         raise DiffAEImportError(f"{path} holds a {type(data).__name__}, not a checkpoint dictionary")
     return data
+
+
+def _unsafe_globals(path: Path) -> str:
+    """The classes and functions a pickle would need (read without running it), as a phrase, or ""."""
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a torch file at all, or an older torch
+        return ""
+    return f"it pickles {', '.join(names[:6])}" + (", …" if len(names) > 6 else "") if names else ""
 
 
 def _stats(values: dict[str, Any], where: str) -> dict[str, np.ndarray] | None:
