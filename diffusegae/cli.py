@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="checkpoint directory")
     export.add_argument("--out", default=None, help="output directory (default: CHECKPOINT/onnx)")
     export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--precision", default="fp32", help="fp32 (fp16 is done by the TensorRT build)")
+    export.add_argument(
+        "--precision", default="fp32", help="fp32 | fp16 (for GPU providers; inputs and outputs stay fp32)"
+    )
     export.set_defaults(func=_export)
 
     from diffusegae.server.cli import (

@@ -14,7 +14,7 @@ import numpy as np
 from diffusegae.checkpoint import read_config
 from diffusegae.engines.base import require_gae
 from diffusegae.export import specs
-from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
+from diffusegae.export.onnx_export import cache_dir, export_checkpoint
 
 # The providers picked by default, best first, among those the installed onnxruntime offers.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -31,6 +31,7 @@ class OnnxRuntimeEngine:
     graph_optimization: disable | basic | extended | all. spinning: let idle intra-op threads busy-wait
     (off by default: on a shared CPU — Triton's many model processes, a 2-core box — spinning threads starve
     the working ones; measured on 2 cores with one busy: a synth64 UNet call took 75 ms spinning, 40 ms not).
+    precision: fp32, or fp16 files (float32 in and out; for CUDA / TensorRT providers, slow on CPU).
     save_optimized: also write each optimised graph
     next to the ONNX files (`<name>.<level>.opt.onnx`) to inspect what onnxruntime runs.
     """
@@ -44,15 +45,16 @@ class OnnxRuntimeEngine:
         spinning: bool = False,
         onnx_dir: str | Path | None = None,
         save_optimized: bool = False,
+        precision: str = "fp32",
     ) -> None:
         import onnxruntime as ort
 
         self.checkpoint_dir = Path(checkpoint_dir)
         self.config = read_config(self.checkpoint_dir)
-        self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else self.checkpoint_dir / ONNX_DIR
+        self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else cache_dir(self.checkpoint_dir, precision)
         self.providers = resolve_providers(providers, ort.get_available_providers())
         session_options(threads, graph_optimization, spinning)  # bad options fail here, before any export
-        self.paths = export_checkpoint(self.checkpoint_dir, onnx_dir)
+        self.paths = export_checkpoint(self.checkpoint_dir, onnx_dir, precision=precision)
         self.specs = {spec.name: spec for spec in specs.specs_for(self.config)}
         self.sessions: dict[str, Any] = {}
         for name, path in self.paths.items():

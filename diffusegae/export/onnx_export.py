@@ -11,6 +11,11 @@ Cache: `manifest.json` next to the files records, per component, what its file w
 and config bytes, the spec, opset, precision, exporter and model-code versions); a file is rebuilt only
 when one of those changed or the file is gone.
 
+Precision: fp32, or fp16 (`precision="fp16"`, for GPU execution providers): the weights and every
+activation are half precision, the norms' statistics stay fp32 (GroupNorm32 and the AdaGN twin cast up),
+and inputs and outputs stay float32, so specs, Triton configs and clients do not change. fp16 files go to a
+cache folder of their own.
+
 Fused AdaGN (`fused_adagn=True`, for TensorRT with the plugin of kernels/tensorrt_plugin.py): every AdaGN
 becomes one `diffusegae::AdaGN` node (kernels/custom_op.py) instead of the twin's chain of standard ops.
 Such files go to a cache folder of their own; the default export keeps standard ops, so ONNX Runtime needs
@@ -39,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
 ONNX_FUSED_DIR = "onnx-fused"  # the same for fused_adagn=True exports
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "fp16")
 OPSETS = range(14, 21)  # ≥ 14: attention's symbolic; ≤ 20: the TorchScript exporter's last opset
 # Trace at batch 2, not 1: at batch 1 size-1 broadcasting can hide a shape that wrongly ignores the batch.
 EXPORT_BATCH = 2
@@ -71,8 +76,7 @@ def export_checkpoint(
     _check_options(opset, precision)
     checkpoint_dir = Path(checkpoint_dir)
     config = read_config(checkpoint_dir)
-    default_dir = ONNX_FUSED_DIR if fused_adagn else ONNX_DIR
-    out = Path(out_dir) if out_dir is not None else checkpoint_dir / default_dir
+    out = Path(out_dir) if out_dir is not None else cache_dir(checkpoint_dir, precision, fused_adagn)
     out.mkdir(parents=True, exist_ok=True)
     ignore = out / ".gitignore"
     if out_dir is None and not ignore.exists():
@@ -91,7 +95,7 @@ def export_checkpoint(
         if entry is None or entry.get("key") != key or not path.is_file():
             if model is None:
                 model = load_checkpoint(checkpoint_dir)
-            _export_spec(spec, model, path, opset, key, fused_adagn)
+            _export_spec(spec, model, path, opset, key, fused_adagn, precision)
             entries[spec.name] = {"file": path.name, "key": key}
             write_manifest(out, entries)
         paths[spec.name] = path
@@ -105,16 +109,15 @@ def export_checkpoint(
     return paths
 
 
+def cache_dir(checkpoint_dir: str | Path, precision: str = "fp32", fused_adagn: bool = False) -> Path:
+    """The default folder of an export: `onnx/`, `onnx-fused/`, and `-fp16` after either for fp16."""
+    name = ONNX_FUSED_DIR if fused_adagn else ONNX_DIR
+    return Path(checkpoint_dir) / (name if precision == "fp32" else f"{name}-{precision}")
+
+
 def _check_options(opset: int, precision: str) -> None:
     if opset not in OPSETS:
         raise ValueError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {opset}")
-    if precision == "fp16":
-        # ONNX Runtime's CPU provider has few fp16 kernels, so an fp16 graph would mostly cast back to fp32
-        # here; reduced precision belongs to the TensorRT build, which takes it as a flag on this fp32 graph.
-        raise NotImplementedError(
-            "precision='fp16' is not implemented for the ONNX export; supported: "
-            f"{', '.join(PRECISIONS)} (build fp16 TensorRT engines from the fp32 ONNX files)"
-        )
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
@@ -148,14 +151,18 @@ def _export_spec(
     opset: int,
     key: dict[str, Any],
     fused_adagn: bool = False,
+    precision: str = "fp32",
 ) -> None:
     """Trace one component to a temporary file, check it, then move it into place (atomic for readers)."""
     import onnx
     import torch
 
+    from diffusegae.export.wrappers import HalfPrecision
     from diffusegae.kernels import custom_op
 
     module = spec.build_module(model)
+    if precision == "fp16":
+        module = HalfPrecision(module)
     sample = spec.sample_inputs(EXPORT_BATCH)
     args = tuple(torch.from_numpy(sample[name]) for name in spec.input_names)
     dynamic_axes = {

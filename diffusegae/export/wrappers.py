@@ -6,6 +6,8 @@ forward takes exactly the spec's inputs, in the spec's order.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -58,3 +60,18 @@ class UNetWrapper(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
         return self.unet(x_t, t, z_sem)
+
+
+class HalfPrecision(nn.Module):
+    """A half-precision copy of a wrapper behind float32 inputs and outputs (the fp16 export).
+
+    Integer inputs (timesteps) pass unchanged; the model's norms keep fp32 statistics on their own.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = copy.deepcopy(inner).half()  # a copy: the float32 model serves the other exports
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        cast = [x.half() if x.is_floating_point() else x for x in inputs]
+        return self.inner(*cast).float()

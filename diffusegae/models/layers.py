@@ -19,7 +19,10 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm with statistics in fp32 whatever the input dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        # fp32 weights too: a half/bf16 copy of the model runs its norms in fp32 with or without autocast
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 def normalization(channels: int) -> GroupNorm32:

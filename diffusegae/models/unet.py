@@ -34,7 +34,8 @@ class TimeEmbed(nn.Module):
         )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.time_embed(timestep_embedding(t, self.channels))
+        # The features are computed in fp32 (t up to 999 needs it) and enter the MLP in its own dtype.
+        return self.time_embed(timestep_embedding(t, self.channels).to(self.time_embed[0].weight.dtype))
 
 
 class UNet(nn.Module):

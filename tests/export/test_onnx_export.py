@@ -91,9 +91,37 @@ def test_plain_diffae_exports_no_gae_models(exported, tmp_path):
     assert sorted(p.name for p in (checkpoint / ONNX_DIR).glob("*.onnx")) == ["encoder.onnx", "unet.onnx"]
 
 
+def test_fp16_export_halves_the_weights_and_keeps_float32_io(exported, tiny_model):
+    import torch
+
+    from diffusegae.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from diffusegae.engines.torch_engine import TorchEngine
+
+    checkpoint, fp32_paths = exported
+    engine = OnnxRuntimeEngine(checkpoint, threads=1, precision="fp16")
+    assert {p.parent for p in engine.paths.values()} == {checkpoint / "onnx-fp16"}
+    unet = onnx.load(str(engine.paths[specs.UNET]))
+    sizes = {onnx.TensorProto.DataType.Name(i.data_type): i for i in unet.graph.initializer}
+    assert "FLOAT16" in sizes
+    assert engine.paths[specs.UNET].stat().st_size < 0.6 * fp32_paths[specs.UNET].stat().st_size
+    eager = TorchEngine(tiny_model, "cpu")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
+    z = eager.encode(x)
+    t = np.array([0, 500, 999])
+    for got, want in (
+        (engine.encode(x), z),
+        (engine.eps(x, t, z), eager.eps(x, t, z)),
+        (engine.gae_decode(engine.gae_encode(z)), eager.gae_decode(eager.gae_encode(z))),
+    ):
+        assert got.dtype == np.float32
+        scale = float(np.abs(want).max())
+        assert np.abs(got - want).max() <= 2e-2 * scale  # fp16: ~3 significant digits
+    assert torch.get_default_dtype() == torch.float32  # the export left the shared model in fp32
+    assert next(tiny_model.parameters()).dtype == torch.float32
+
+
 def test_bad_options_are_refused_before_any_work(tmp_path):
-    with pytest.raises(NotImplementedError, match=r"fp16.*fp32"):
-        export_checkpoint(tmp_path, precision="fp16")
     with pytest.raises(ValueError, match="precision"):
         export_checkpoint(tmp_path, precision="int8")
     with pytest.raises(ValueError, match=r"14\.\.20"):

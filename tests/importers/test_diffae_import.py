@@ -159,7 +159,7 @@ class Payload:
 def test_refuses_pickled_objects_and_wrong_files(tmp_path, capsys):
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "callback": Payload()}, evil)
-    with pytest.raises(DiffAEImportError, match="weights_only=True.*it pickles builtins.print"):
+    with pytest.raises(DiffAEImportError, match=r"weights_only=True.*it pickles builtins\.print"):
         import_diffae(evil, tmp_path / "out")
     assert "pwned" not in capsys.readouterr().out
     not_diffae = tmp_path / "unet.ckpt"
