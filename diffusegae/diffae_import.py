@@ -30,6 +30,8 @@ from diffusegae.manipulate import Directions
 
 WEIGHT_SETS = {"ema": "ema_model.", "model": "model."}
 STAT_KEYS = ("conds_mean", "conds_std")
+# The latent DPM of the `*_latent` templates (unconditional sampling of z_sem): not part of what we serve.
+LATENT_NET = "latent_net."
 # Every official template puts attention at 16×16; with nothing else to go on, that fixes the image size.
 TEMPLATE_ATTENTION_RESOLUTION = 16
 # The 40 CelebA-HQ attributes of the official `*_cls` classifiers, in their output order.
@@ -111,6 +113,7 @@ def read_official(path: str | Path, weights: str = "ema") -> OfficialCheckpoint:
     state = data.get("state_dict", data)
     prefix = WEIGHT_SETS[weights]
     found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    found = {k: v for k, v in found.items() if not k.startswith(LATENT_NET)}
     if not found:
         present = sorted({k.split(".", 1)[0] for k in state})[:8]
         raise DiffAEImportError(

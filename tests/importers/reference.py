@@ -109,7 +109,8 @@ def load_reference() -> tuple[dict[str, np.ndarray], dict[str, tuple[int, ...]]]
 
 
 def lightning_checkpoint(path: Path, *, x_t: bool = True, hyper_parameters: dict | None = None) -> Path:
-    """Write the reference weights as a Diff-AE Lightning last.ckpt: EMA and raw copies, x_T, statistics.
+    """Write the reference weights as a Diff-AE Lightning last.ckpt: EMA and raw copies, x_T, statistics
+    and a stray latent-DPM tensor (left out by the import).
 
     The raw `model.*` copy is the EMA one halved, so a test can tell which set was loaded.
     """
@@ -119,6 +120,7 @@ def lightning_checkpoint(path: Path, *, x_t: bool = True, hyper_parameters: dict
     weights = {k: torch.from_numpy(v) for k, v in official_state_dict(shapes).items()}
     state = {f"ema_model.{k}": v for k, v in weights.items()}
     state |= {f"model.{k}": 0.5 * v for k, v in weights.items()}
+    state["ema_model.latent_net.layers.0.weight"] = torch.ones(2, 2)  # a *_latent template's z_sem DPM
     cls = classifier()
     state |= {k: torch.from_numpy(cls[k]) for k in ("conds_mean", "conds_std")}
     if x_t:
