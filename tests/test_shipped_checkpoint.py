@@ -28,8 +28,8 @@ def test_held_out_reconstruction_matches_the_model_card():
     ds = AttributeDataset(resolution=pipe.config.image_size, seed=0)
     x0 = to_model(ds.batch(ds.split("test")[:8], seeds=list(range(8))))
     psnr = _psnr(pipe.reconstruct(x0, steps=20), x0)
-    # MODEL_CARD.md: inferred x_T at S = 20 gives 24.7 ± 2.0 dB on held-out images; random weights give < 10
-    assert psnr.mean() > 21.0, psnr
+    # MODEL_CARD.md: inferred x_T at S = 20 gives 22.5 ± 3.6 dB on held-out images; random weights give < 10
+    assert psnr.mean() > 20.0, psnr
 
 
 def test_gae_round_trip_is_close():
