@@ -17,6 +17,22 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def direction_index(names: Sequence[str], direction: str | int) -> int:
+    """A direction's row: by name, or by its number (as int or as text); ValueError naming the choices."""
+    if isinstance(direction, str) and direction in names:
+        return list(names).index(direction)
+    try:
+        i = int(direction)
+    except (TypeError, ValueError):
+        i = -1
+    if not 0 <= i < len(names) or isinstance(direction, bool):
+        shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+        raise ValueError(
+            f"unknown direction {direction!r}: give a name ({shown}) or a number 0..{len(names) - 1}"
+        )
+    return i
+
+
 @dataclass(frozen=True)
 class Directions:
     names: tuple[str, ...]
@@ -36,19 +52,7 @@ class Directions:
         return self.weight.shape[1]
 
     def index(self, direction: str | int) -> int:
-        """A direction by name, or by its row number (as int or as text)."""
-        if isinstance(direction, str) and direction in self.names:
-            return self.names.index(direction)
-        try:
-            i = int(direction)
-        except (TypeError, ValueError):
-            i = -1
-        if not 0 <= i < len(self.names) or isinstance(direction, bool):
-            shown = ", ".join(self.names[:12]) + (", …" if len(self.names) > 12 else "")
-            raise ValueError(
-                f"unknown direction {direction!r}: give a name ({shown}) or a number 0..{len(self.names) - 1}"
-            )
-        return i
+        return direction_index(self.names, direction)
 
     def unit(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """The unit directions w_k / |w_k| of the given rows, float64 [N, D]."""

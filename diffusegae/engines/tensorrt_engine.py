@@ -30,7 +30,7 @@ from diffusegae.checkpoint import read_config
 from diffusegae.engines.base import require_gae
 from diffusegae.export import specs
 from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
-from diffusegae.export.onnx_export import ONNX_DIR, ONNX_FUSED_DIR, export_checkpoint
+from diffusegae.export.onnx_export import export_checkpoint
 
 TRT_DIR = "tensorrt"  # default plan cache inside the checkpoint
 TRT_FUSED_DIR = "tensorrt-fused"  # the same for fused_adagn=True
@@ -87,8 +87,7 @@ class TensorRTEngine:
         onnx_paths = export_checkpoint(
             self.checkpoint_dir, onnx_dir, opset=ONNX_OPSET, fused_adagn=fused_adagn
         )
-        default_onnx_dir = self.checkpoint_dir / (ONNX_FUSED_DIR if fused_adagn else ONNX_DIR)
-        onnx_key = onnx_keys(Path(onnx_dir) if onnx_dir is not None else default_onnx_dir)
+        onnx_key = onnx_keys(next(iter(onnx_paths.values())).parent)  # the folder the export used
         logger = trt.Logger(trt.Logger.WARNING)
         major, minor = torch.cuda.get_device_capability(device)
         gpu = f"{torch.cuda.get_device_name(device)} sm{major}{minor}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from diffusegae.config import GAEConfig
+from diffusegae.manipulate import direction_index
 
 SEED_MAX = 2**63 - 1
 
@@ -109,15 +110,10 @@ def direction_indices(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
             text = item.decode("utf-8") if isinstance(item, bytes) else str(item)
         except UnicodeDecodeError:
             raise RequestError(f"direction must be UTF-8 text, got {item!r}") from None
-        if text in names:
-            out.append(names.index(text))
-        elif text.isdigit() and int(text) < len(names):
-            out.append(int(text))
-        else:
-            shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
-            raise RequestError(
-                f"unknown direction {text!r}: send a name ({shown}) or a number 0..{len(names) - 1}"
-            )
+        try:
+            out.append(direction_index(names, text))
+        except ValueError as err:
+            raise RequestError(str(err)) from None
     return np.asarray(out, dtype=np.int64)
 
 
