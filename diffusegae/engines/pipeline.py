@@ -208,7 +208,7 @@ def load_pipeline(
 
     engine="onnxruntime" exports the checkpoint into its onnx/ cache on first use; engine="tensorrt" builds
     fp16 plans from those files (needs the tensorrt package and a CUDA GPU; unverified on this project's
-    machines). `options` go to the engine: threads, providers, graph_optimization (onnxruntime);
+    machines). `options` go to the engine: threads, providers, graph_optimization, io_binding (onnxruntime);
     precision, workspace_gb (tensorrt); dtype, compile, cuda_graphs (torch).
     """
     if engine not in ENGINES:

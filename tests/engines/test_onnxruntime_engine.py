@@ -142,3 +142,34 @@ def test_spinning_is_off_unless_asked():
     key = "session.intra_op.allow_spinning"
     assert session_options(1, "all").get_session_config_entry(key) == "0"
     assert session_options(1, "all", spinning=True).get_session_config_entry(key) == "1"
+
+
+def test_io_binding_matches_plain_runs(checkpoint, engines):
+    plain = engines[1]
+    assert plain.io_binding is False  # CPU provider: off unless asked
+    bound = OnnxRuntimeEngine(checkpoint, io_binding=True)
+    assert bound.io_binding is True and bound.io_device == ("cpu", 0)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
+    t = np.array([1, 400, 999], np.int64)
+    z = bound.encode(x)
+    np.testing.assert_array_equal(z, plain.encode(x))
+    np.testing.assert_array_equal(bound.eps(x, t, z), plain.eps(x, t, z))
+    z_dis = plain.gae_encode(z)
+    np.testing.assert_array_equal(bound.gae_encode(z), z_dis)
+    np.testing.assert_array_equal(bound.gae_decode(z_dis), plain.gae_decode(z_dis))
+
+
+@pytest.mark.parametrize(
+    ("providers", "device"),
+    [
+        (["CPUExecutionProvider"], ("cpu", 0)),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], ("cuda", 0)),
+        ([("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"], ("cuda", 1)),
+        ([("TensorrtExecutionProvider", {"device_id": "2"}), "CUDAExecutionProvider"], ("cuda", 2)),
+    ],
+)
+def test_io_binding_device_follows_the_first_provider(providers, device):
+    from diffusegae.engines.onnxruntime_engine import binding_device
+
+    assert binding_device(providers) == device
