@@ -129,11 +129,28 @@ class Pipeline:
             reference = np.repeat(reference, len(source), axis=0)
         n = self._same_batch(source=source, reference=reference)
         z = self.engine.encode(np.concatenate([source, reference]))
-        z_src = z[:n]
-        z_dis = self.engine.gae_encode(z)
-        edited = self._swap(z_dis[:n], z_dis[n:], names)
-        x_T = self.invert(source, z_src, steps)
-        return self.decode(x_T, self.engine.gae_decode(edited), steps)
+        x_T = self.invert(source, z[:n], steps)
+        return self.decode(x_T, self._swap_codes(z[:n], z[n:], names), steps)
+
+    def swap_codes(self, z_source: np.ndarray, z_reference: np.ndarray, swap: Sequence[str]) -> np.ndarray:
+        """The z_sem `edit` decodes: disentangle both, take the `swap` chunks of z_dis from the reference,
+        entangle. z_reference may be one row for every source row."""
+        require_gae(self.config, "swap_codes")
+        names = self._attributes(swap, "swap_codes")
+        width = self.config.encoder.out_channels
+        z_source, z_reference = (
+            self._codes(z_source, width, "z_source"),
+            self._codes(z_reference, width, "z_reference"),
+        )
+        if len(z_reference) == 1 and len(z_source) > 1:
+            z_reference = np.repeat(z_reference, len(z_source), axis=0)
+        self._same_batch(z_source=z_source, z_reference=z_reference)
+        return self._swap_codes(z_source, z_reference, names)
+
+    def _swap_codes(self, z_source: np.ndarray, z_reference: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        n = len(z_source)
+        z_dis = self.engine.gae_encode(np.concatenate([z_source, z_reference]))
+        return self.engine.gae_decode(self._swap(z_dis[:n], z_dis[n:], names))
 
     def recombine(self, parts: Mapping[str, np.ndarray], steps: int = 20, seed: int = 0) -> np.ndarray:
         """One image (batch) per attribute → an image showing each attribute of its own source."""

@@ -4,12 +4,18 @@ edit(source, reference, swap=[k]): the output should show the reference's value 
 source's values of every other attribute ("kept"). Sources and references differ in every attribute, so
 each outcome is unambiguous. recombine({a: image_a, ...}): attribute a should take image_a's value; the
 images differ pairwise in every attribute.
+
+Where an edit fails, two diagnostics say which half of the model to blame. The dataset renders the true
+edited image (the source's values with k from the reference, the source's nuisance), so its z_sem is the
+code a perfect GAE swap would produce: "code error" is how far the GAE's swapped code lands from it
+(‖z_edit − z_true‖ / ‖z_source − z_true‖: 0 = the true code, 1 = no closer than the unedited source), and
+"took (true code)" decodes the source's x_T with z_true — the most any GAE could make the decoder show.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,11 +37,15 @@ def _differing(rng: np.random.Generator, combos: np.ndarray, others: list[np.nda
     raise ValueError("the test split has no combination differing in every attribute from the others")
 
 
-def sample_groups(
-    dataset: AttributeDataset, n: int, size: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`size` lists of n test-split (values [n,A], uint8 images [n,H,W,3]); row i of each list differs from
-    row i of the others in every attribute."""
+class Group(NamedTuple):
+    values: np.ndarray  # int64 [n, A]
+    images: np.ndarray  # uint8 [n, H, W, 3]
+    seeds: list[int]  # the nuisance seed of each image
+
+
+def sample_groups(dataset: AttributeDataset, n: int, size: int, seed: int) -> list[Group]:
+    """`size` groups of n test-split images; row i of each group differs from row i of the others in every
+    attribute."""
     combos = dataset.split_array("test")
     rng = np.random.default_rng([seed, 0xED175])
     rows: list[list[np.ndarray]] = []
@@ -47,7 +57,8 @@ def sample_groups(
     out = []
     for g in range(size):
         values = np.stack([row[g] for row in rows])
-        out.append((values, dataset.batch(values, rng.integers(0, 2**31 - 1, size=n).tolist())))
+        seeds = rng.integers(0, 2**31 - 1, size=n).tolist()
+        out.append(Group(values, dataset.batch(values, seeds), seeds))
     return out
 
 
@@ -61,30 +72,49 @@ def edit_accuracy(
     batch_size: int = 32,
 ) -> dict[str, Any]:
     """Per swapped attribute k: took (k shows the reference's value), kept (mean over the other attributes of
-    showing the source's value), kept_per_attribute, all_correct, unchanged (k still shows the source's)."""
+    showing the source's value), kept_per_attribute, all_correct, unchanged (k still shows the source's),
+    and the diagnostics of the module docstring: code_error and took_true_code."""
     names = dataset.attribute_names
-    (src_vals, src_imgs), (ref_vals, ref_imgs) = sample_groups(dataset, n, 2, seed)
-    src, ref = to_model(src_imgs), to_model(ref_imgs)
+    source, reference = sample_groups(dataset, n, 2, seed)
+    src, ref = to_model(source.images), to_model(reference.images)
+    parts = list(batches(n, batch_size))
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([pipe.encode(images[p]) for p in parts])
+
+    z_src, z_ref = encode(src), encode(ref)
+    x_T = np.concatenate([pipe.invert(src[p], z_src[p], steps) for p in parts])
     results: dict[str, Any] = {}
     for k, name in enumerate(names):
         start = time.perf_counter()
-        out = np.concatenate(
-            [pipe.edit(src[p], ref[p], swap=[name], steps=steps) for p in batches(n, batch_size)]
-        )
+        out = np.concatenate([pipe.edit(src[p], ref[p], swap=[name], steps=steps) for p in parts])
         pred = oracle.predict(to_uint8(out))
-        intended = src_vals.copy()
-        intended[:, k] = ref_vals[:, k]
+        intended = source.values.copy()
+        intended[:, k] = reference.values[:, k]
         correct = pred == intended
         others = [j for j in range(len(names)) if j != k]
+        # Diagnostics: the true edited image's code against the GAE's, and what the decoder makes of it.
+        z_true = encode(to_model(dataset.batch(intended, source.seeds)))
+        z_edit = np.concatenate([pipe.swap_codes(z_src[p], z_ref[p], [name]) for p in parts])
+        from_true = np.concatenate([pipe.decode(x_T[p], z_true[p], steps) for p in parts])
         results[name] = {
             "took": float(correct[:, k].mean()),
             "kept": float(correct[:, others].mean()),
             "kept_per_attribute": {names[j]: float(correct[:, j].mean()) for j in others},
             "all_correct": float(correct.all(axis=1).mean()),
-            "unchanged": float((pred[:, k] == src_vals[:, k]).mean()),
+            "unchanged": float((pred[:, k] == source.values[:, k]).mean()),
+            "code_error": _relative_distance(z_edit, z_true, z_src),
+            "took_true_code": float((oracle.predict(to_uint8(from_true))[:, k] == intended[:, k]).mean()),
             "seconds": round(time.perf_counter() - start, 2),
         }
     return {"images": n, "steps": steps, "swap": results}
+
+
+def _relative_distance(z: np.ndarray, target: np.ndarray, baseline: np.ndarray) -> float | None:
+    """mean ‖z − target‖ / mean ‖baseline − target‖ over rows; None when the baseline is the target."""
+    miss = float(np.linalg.norm(z - target, axis=1).mean())
+    base = float(np.linalg.norm(baseline - target, axis=1).mean())
+    return miss / base if base > 0 else None
 
 
 def recombine_accuracy(
@@ -99,8 +129,8 @@ def recombine_accuracy(
     """Per attribute: the fraction of recombined outputs showing that attribute's donor value; all_correct."""
     names = dataset.attribute_names
     groups = sample_groups(dataset, n, len(names), seed + 1)
-    donors = {name: to_model(images) for name, (_, images) in zip(names, groups, strict=True)}
-    intended = np.stack([values[:, j] for j, (values, _) in enumerate(groups)], axis=1)
+    donors = {name: to_model(group.images) for name, group in zip(names, groups, strict=True)}
+    intended = np.stack([group.values[:, j] for j, group in enumerate(groups)], axis=1)
     start = time.perf_counter()
     out = np.concatenate(
         [

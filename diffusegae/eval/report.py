@@ -87,7 +87,11 @@ def _ceiling(recon: dict[str, Any]) -> list[str]:
 def _edits(edits: dict[str, Any]) -> list[str]:
     edit, rec = edits["edit"], edits["recombine"]
     rows = [
-        [name, f"{r['took']:.3f}", f"{r['kept']:.3f}", f"{r['all_correct']:.3f}", f"{r['unchanged']:.3f}"]
+        [
+            name,
+            *(f"{r[key]:.3f}" for key in ("took", "kept", "all_correct", "unchanged", "took_true_code")),
+            "–" if r["code_error"] is None else f"{r['code_error']:.2f}",
+        ]
         for name, r in edit["swap"].items()
     ]
     acc = rec["accuracy"]
@@ -96,9 +100,12 @@ def _edits(edits: dict[str, Any]) -> list[str]:
         "",
         "took: the swapped attribute shows the reference's value; kept: the other attributes show the "
         "source's (mean); all: every attribute as intended; unchanged: the swapped attribute still shows "
-        "the source's value.",
+        "the source's value. Which half fails: took (true code) decodes the source's x_T with the z_sem of "
+        "the true edited image (rendered with the source's nuisance), the most any GAE could get from this "
+        "decoder; code error is ‖z_edit − z_true‖ / ‖z_source − z_true‖ (0: the GAE's swap gives the true "
+        "code; 1: no closer than the unedited source).",
         "",
-        *_table(["swap", "took", "kept", "all", "unchanged"], rows),
+        *_table(["swap", "took", "kept", "all", "unchanged", "took (true code)", "code error"], rows),
         "",
         f"Recombine ({rec['images']} triples, S = {rec['steps']}, random x_T): each attribute from its image",
         "",

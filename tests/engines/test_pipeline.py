@@ -88,6 +88,24 @@ def test_edit_swaps_only_the_named_chunk(spy, images, name):
     assert np.abs(edited[:, changed] - d_src[:, changed]).max() > 1e-3
 
 
+def test_edit_decodes_the_swapped_code_from_the_sources_x_T(spy, images):
+    pipe = Pipeline(spy)
+    source, reference = images[:2], images[2:3]
+    z = pipe.encode(np.concatenate([source, reference, reference]))  # the batch edit encodes
+    z_src, z_ref = z[:2], z[2:]
+    z_edit = pipe.swap_codes(z_src, z_ref, ["background"])
+    expected = pipe.decode(pipe.invert(source, z_src, STEPS), z_edit, STEPS)
+    np.testing.assert_array_equal(pipe.edit(source, reference, swap=["background"], steps=STEPS), expected)
+    one_reference = pipe.swap_codes(z_src, z_ref[:1], ["background"])  # one row serves every source
+    np.testing.assert_allclose(one_reference, z_edit, atol=1e-5)
+    with pytest.raises(ValueError, match="identity, background, pose"):
+        pipe.swap_codes(z_src, z_ref, ["hair"])
+    with pytest.raises(ValueError, match=r"z_reference must be float32 \[B,512\]"):
+        pipe.swap_codes(z_src, z_ref[:, :100], ["pose"])
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        pipe.swap_codes(z_src, np.repeat(z_ref, 3, axis=0), ["pose"])
+
+
 def test_recombine_takes_each_chunk_from_its_image(spy, images):
     pipe = Pipeline(spy)
     parts = {"identity": images[0:1], "background": images[1:2], "pose": images[2:3]}

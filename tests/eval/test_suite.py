@@ -58,7 +58,8 @@ def test_quick_eval_writes_every_table(quick_run, capsys):
     edit, recombine = results["edits"]["edit"], results["edits"]["recombine"]
     assert set(edit["swap"]) == set(ATTRS) and edit["images"] == 8 and edit["steps"] == 5
     for r in edit["swap"].values():
-        assert all(in_unit(r[k]) for k in ("took", "kept", "all_correct", "unchanged"))
+        assert all(in_unit(r[k]) for k in ("took", "kept", "all_correct", "unchanged", "took_true_code"))
+        assert r["code_error"] >= 0
     assert all(in_unit(a) for a in [*recombine["accuracy"].values(), recombine["all_correct"]])
     ceiling = results["edits"]["reconstruction"]
     assert ceiling["steps"] == 5 and ceiling["images"] == 16
@@ -107,6 +108,8 @@ def test_edit_groups_differ_in_every_attribute():
     for a in range(3):
         for b in range(a + 1, 3):
             assert (groups[a][0] != groups[b][0]).all()
-    assert all(tuple(v) in test for values, _ in groups for v in values.tolist())
-    assert all(imgs.shape == (10, 16, 16, 3) for _, imgs in groups)
-    np.testing.assert_array_equal(sample_groups(ds, 10, 3, seed=0)[1][0], groups[1][0])
+    assert all(tuple(v) in test for group in groups for v in group.values.tolist())
+    assert all(group.images.shape == (10, 16, 16, 3) for group in groups)
+    # each image is the dataset's rendering of its values with its own nuisance seed
+    np.testing.assert_array_equal(ds.batch(groups[2].values, groups[2].seeds), groups[2].images)
+    np.testing.assert_array_equal(sample_groups(ds, 10, 3, seed=0)[1].values, groups[1].values)
