@@ -240,10 +240,16 @@ class AttributeDataset:
         self, rng: np.random.Generator, split: str = "train", n: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """n random combos of `split` with fresh nuisance seeds: (values int64 [n, 3], uint8 [n, H, W, 3])."""
+        values, seeds = self.plan(rng, split, n)
+        return values, self.batch(values, seeds.tolist())
+
+    def plan(
+        self, rng: np.random.Generator, split: str = "train", n: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What `sample` draws, without rendering: (values int64 [n, 3], nuisance seeds int64 [n])."""
         combos = self.split_array(split)
         values = combos[rng.integers(0, len(combos), size=n)]
-        seeds = rng.integers(0, 2**31 - 1, size=n)
-        return values, self.batch(values, seeds.tolist())
+        return values, rng.integers(0, 2**31 - 1, size=n)
 
     # ---- split ------------------------------------------------------------------------------------------
     def _make_splits(self) -> dict[str, np.ndarray]:

@@ -61,25 +61,32 @@ class GroupSampler:
         rows = [i] + [int(self._rng.choice(self._partners[k][i])) for k in range(self.num_attributes)]
         return self.combos[rows]
 
+    def plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """One group's values [1+K, K] and nuisance seeds [1+K], without rendering (what `sample` draws)."""
+        values = self.sample_values()
+        return values, self._rng.integers(0, 2**31 - 1, size=len(values), dtype=np.int64)
+
     def sample(self) -> Group:
         """One group with its own nuisance seed per member."""
-        values = self.sample_values()
-        seeds = self._rng.integers(0, 2**31 - 1, size=len(values), dtype=np.int64)
+        values, seeds = self.plan()
         return Group(values=values, images=self.dataset.batch(values, seeds.tolist()), seeds=seeds)
+
+    def plan_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n groups' values [n, 1+K, K] and seeds [n, 1+K], drawn as n calls of `sample` would draw them."""
+        k1, k = self.num_attributes + 1, self.num_attributes
+        plans = [self.plan() for _ in range(n)]
+        values = np.stack([v for v, _ in plans]) if plans else np.empty((0, k1, k), np.int64)
+        seeds = np.stack([s for _, s in plans]) if plans else np.empty((0, k1), np.int64)
+        return values, seeds
 
     def sample_batch(self, n: int) -> Group:
         """n groups stacked: values [n, 1+K, K], images [n, 1+K, H, W, 3], seeds [n, 1+K]."""
-        groups = [self.sample() for _ in range(n)]
-        k1, k = self.num_attributes + 1, self.num_attributes
-        if not groups:
-            res = self.dataset.resolution
-            return Group(
-                np.empty((0, k1, k), np.int64),
-                np.empty((0, k1, res, res, 3), np.uint8),
-                np.empty((0, k1), np.int64),
-            )
-        return Group(
-            values=np.stack([g.values for g in groups]),
-            images=np.stack([g.images for g in groups]),
-            seeds=np.stack([g.seeds for g in groups]),
-        )
+        values, seeds = self.plan_batch(n)
+        return Group(values=values, images=render_groups(self.dataset, values, seeds), seeds=seeds)
+
+
+def render_groups(dataset: AttributeDataset, values: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Images of planned groups: values [..., K] with seeds [...] → uint8 [..., H, W, 3]."""
+    lead = seeds.shape
+    flat = dataset.batch(values.reshape(-1, values.shape[-1]), seeds.reshape(-1).tolist())
+    return flat.reshape(*lead, *flat.shape[1:])

@@ -37,6 +37,7 @@ _TRAIN_KEYWORDS = (
     "stats_images",
     "dataset_seed",
     "quiet",
+    "data_workers",
 )
 
 
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--stats-images", type=int, help="images for the z_sem statistics at the start of stage 2 (4096)")
     a("--dataset-seed", type=int, help="seed of the dataset's train/test split (default 0)")
     a("--quiet", action="store_true", default=None, help="no progress lines on stdout")
+    a(
+        "--data-workers",
+        type=int,
+        help="processes rendering batches ahead of the loop (default: 0 on CPU, half the cores up to 8 on a "
+        "GPU); the images are the same whatever the number",
+    )
     return parser
 
 

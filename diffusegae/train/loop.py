@@ -25,6 +25,7 @@ from diffusegae.checkpoint import CONFIG_FILE, read_config
 from diffusegae.config import ModelConfig
 from diffusegae.config import preset as get_preset
 from diffusegae.models import build_model
+from diffusegae.train.batches import default_workers
 from diffusegae.train.session import Session, Settings, StopFlag
 from diffusegae.train.stages import stage_spec
 from diffusegae.train.state import TrainState, export_checkpoint, load_train_state
@@ -56,6 +57,7 @@ def train(
     stats_images: int | None = None,
     dataset_seed: int | None = None,
     quiet: bool = False,
+    data_workers: int | None = None,
 ) -> dict[str, Any]:
     """Run `steps` more optimizer steps of `stage` on the checkpoint directory; returns the stage summary.
 
@@ -63,7 +65,9 @@ def train(
     Settings left as None keep the value of the run being resumed, else the stage default (lr 1e-4 / 4e-5 /
     1e-5; λss, λur = 1.0, 0.5 in stage 2 and 0.5, 0.5 with γ = 1 in stage 3; EMA decay 0.999; clip 1.0).
     The run stops after `steps`, after `time_limit_s`, or on SIGINT/SIGTERM, and always saves before
-    returning; it also saves every `save_every` steps and every `save_every_s` seconds.
+    returning; it also saves every `save_every` steps and every `save_every_s` seconds. data_workers:
+    processes rendering batches ahead of the loop (None: none on CPU, half the cores up to 8 on a GPU);
+    the images are the same whatever the number.
     """
     t_start = time.monotonic()
     spec = stage_spec(stage)
@@ -97,9 +101,14 @@ def train(
         }
         settings = Settings.resolve(spec, given, state.settings, amp)
         state.segment_start = state.step  # data cursor: a new group stream per run segment (stages.py)
-        session = Session(directory, cfg, spec, settings, state, loaded[1] if resume else None, dev, quiet)
-        with _stop_on_signals() as stop:
-            session.run(steps, log_every, save_every, save_every_s, time_limit_s, t_start, stop)
+        workers = default_workers(dev.type) if data_workers is None else data_workers
+        record = loaded[1] if resume else None
+        session = Session(directory, cfg, spec, settings, state, record, dev, quiet, workers)
+        try:
+            with _stop_on_signals() as stop:
+                session.run(steps, log_every, save_every, save_every_s, time_limit_s, t_start, stop)
+        finally:
+            session.close()
         return session.summary()
 
 

@@ -16,9 +16,9 @@ from diffusegae.checkpoint import load_checkpoint, read_info
 from diffusegae.config import ModelConfig
 from diffusegae.data import AttributeDataset
 from diffusegae.models import DiffusionAutoencoder, build_model
+from diffusegae.train.batches import Batches
 from diffusegae.train.ema import EMA
 from diffusegae.train.stages import (
-    Batches,
     StageSpec,
     attribute_chunks,
     latent_stats,
@@ -96,6 +96,7 @@ class Session:
         record: dict[str, Any] | None,
         device: torch.device,
         quiet: bool,
+        data_workers: int = 0,
     ) -> None:
         self.directory, self.cfg, self.spec, self.settings = directory, cfg, spec, settings
         self.state, self.device, self.quiet = state, device, quiet
@@ -111,7 +112,9 @@ class Session:
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.optimizer = self._make_optimizer(record)
-        self.batches = Batches(self.dataset, spec, settings.seed, state.segment_start)
+        self.batches = Batches(
+            self.dataset, spec, settings.seed, state.segment_start, settings.batch_size, data_workers
+        )
         self.device_name = device_name(device)
 
     def _load_model(self, record: dict[str, Any] | None) -> DiffusionAutoencoder:
@@ -167,7 +170,7 @@ class Session:
         """One optimizer step; returns the float losses and the seconds spent rendering data."""
         s, n = self.settings, self.state.step
         t0 = time.perf_counter()
-        x0 = to_device(self.batches.images(n, s.batch_size), self.device)
+        x0 = to_device(self.batches.images(n), self.device)
         data_s = time.perf_counter() - t0
         gen = step_generator(s.seed, s.stage, n)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if s.amp else contextlib.nullcontext()
@@ -236,6 +239,10 @@ class Session:
                 self._print(f"time limit of {time_limit_s:g}s reached")
                 break
         self.save()
+
+    def close(self) -> None:
+        """Stop the data workers (if any)."""
+        self.batches.close()
 
     def _log(self, losses: dict[str, float], images_per_s: float, data_frac: float) -> None:
         s = self.state

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from diffusegae.config import GAEConfig
-from diffusegae.data import AttributeDataset, GroupSampler
+from diffusegae.data import AttributeDataset
 from diffusegae.images import to_model
 from diffusegae.models import DiffusionAutoencoder
 from diffusegae.train.losses import diffusion_loss, gae_losses, standardize
@@ -71,24 +71,6 @@ def attribute_chunks(gae: GAEConfig, dataset: AttributeDataset) -> list[slice]:
             f"the GAE's attributes {gae.attribute_names} differ from the dataset's {dataset.attribute_names}"
         )
     return [gae.chunk(name) for name in dataset.attribute_names]
-
-
-class Batches:
-    """The image stream of a stage: uint8 [B, H, W, 3] (stage 1) or [B, 1+K, H, W, 3] (groups)."""
-
-    def __init__(self, dataset: AttributeDataset, spec: StageSpec, seed: int, segment_start: int) -> None:
-        self.dataset, self.spec, self.seed = dataset, spec, seed
-        self.sampler = (
-            GroupSampler(dataset, "train", seed=derive_seed(seed, spec.number, segment_start))
-            if spec.groups
-            else None
-        )
-
-    def images(self, step: int, batch_size: int) -> np.ndarray:
-        if self.sampler is not None:
-            return self.sampler.sample_batch(batch_size).images
-        rng = np.random.default_rng([self.seed, self.spec.number, step])
-        return self.dataset.sample(rng, "train", batch_size)[1]
 
 
 def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:

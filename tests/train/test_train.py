@@ -142,6 +142,15 @@ def test_command_line_maps_onto_train_and_the_time_limit_stops_after_one_step(
     assert read_info(directory)["train"]["stage1"]["steps"] == 4  # saved on stopping
 
 
+def test_data_workers_change_nothing_but_speed(stage1: Path, tmp_path: Path) -> None:
+    inline, pooled = copy(stage1, tmp_path / "a"), copy(stage1, tmp_path / "b")
+    train(inline, stage=1, steps=2, data_workers=0, **FAST)
+    train(pooled, stage=1, steps=2, data_workers=1, **FAST)
+    assert [r["losses"] for r in log_lines(pooled)] == [r["losses"] for r in log_lines(inline)]
+    raw_inline, raw_pooled = raw_weights(inline), raw_weights(pooled)
+    assert all(torch.equal(raw_pooled[k], v) for k, v in raw_inline.items())
+
+
 def test_bad_requests_say_what_to_do(stage1: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="preset"):
         train(tmp_path / "new", steps=1)
