@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check the CPU sessions could not run, in one device call (about 8 minutes, under the tool's 10):
-#   the device tool's `run` with command `bash bench/gpu_session.sh` (from the repository root).
+#   the device tool's `run` with command `bash scripts/gpu_session.sh` (from the repository root).
 # The device image has python3 with CUDA torch, OpenAI Triton, nvcc, onnx and pytest but not this package's
 # serving dependencies, so the package runs from the source tree (PYTHONPATH) and only what needs no server
 # runs here. Each step has its own time limit and its own log, and a failed step does not stop the next.
