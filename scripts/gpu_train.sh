@@ -8,8 +8,8 @@
 # EMA weights with a fresh optimizer (diffusegae train's rule); a restart from .gpu_train/ does too.
 # Back under $OUT: config.json, model.safetensors (EMA weights in fp16, 15.4 MiB: one file under the tool's
 # 16 MiB cap; diffusegae loads them as float32), train_log.jsonl, train.log.
-# Here, after each call: mkdir -p .gpu_train && cp FILES_AT/* .gpu_train/ (keep .gpu_train in
-# .git/info/exclude); to ship: cp .gpu_train/{config.json,model.safetensors,train_log.jsonl} checkpoints/synth64/.
+# Here, after each call: mkdir -p .gpu_train && cp FILES_AT/* .gpu_train/ (git-ignored, so it can be carried);
+# to ship: cp .gpu_train/{config.json,model.safetensors,train_log.jsonl} checkpoints/synth64/.
 set -u
 STAGE=${1:?usage: gpu_train.sh STAGE SECONDS [flags]}
 SECONDS_LIMIT=${2:?usage: gpu_train.sh STAGE SECONDS [flags]}
