@@ -37,13 +37,15 @@ def _differing(rng: np.random.Generator, combos: np.ndarray, others: list[np.nda
     raise ValueError("the test split has no combination differing in every attribute from the others")
 
 
-class Group(NamedTuple):
+class HeldOut(NamedTuple):
+    """n held-out images with the values and nuisance seeds that rendered them."""
+
     values: np.ndarray  # int64 [n, A]
     images: np.ndarray  # uint8 [n, H, W, 3]
     seeds: list[int]  # the nuisance seed of each image
 
 
-def sample_groups(dataset: AttributeDataset, n: int, size: int, seed: int) -> list[Group]:
+def sample_groups(dataset: AttributeDataset, n: int, size: int, seed: int) -> list[HeldOut]:
     """`size` groups of n test-split images; row i of each group differs from row i of the others in every
     attribute."""
     combos = dataset.split_array("test")
@@ -58,7 +60,7 @@ def sample_groups(dataset: AttributeDataset, n: int, size: int, seed: int) -> li
     for g in range(size):
         values = np.stack([row[g] for row in rows])
         seeds = rng.integers(0, 2**31 - 1, size=n).tolist()
-        out.append(Group(values, dataset.batch(values, seeds), seeds))
+        out.append(HeldOut(values, dataset.batch(values, seeds), seeds))
     return out
 
 
@@ -78,33 +80,41 @@ def edit_accuracy(
     source, reference = sample_groups(dataset, n, 2, seed)
     src, ref = to_model(source.images), to_model(reference.images)
     parts = list(batches(n, batch_size))
-
-    def encode(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([pipe.encode(images[p]) for p in parts])
-
-    z_src, z_ref = encode(src), encode(ref)
-    x_T = np.concatenate([pipe.invert(src[p], z_src[p], steps) for p in parts])
+    # pipe.edit taken apart, batch by batch, so that the three swaps share one encoding and one inversion:
+    # the same calls edit makes (tests/engines/test_pipeline.py checks that edit is exactly this).
+    z_src, z_ref, x_T = [], [], []
+    for p in parts:
+        z = pipe.encode(np.concatenate([src[p], ref[p]]))
+        z_src.append(z[: len(z) // 2])
+        z_ref.append(z[len(z) // 2 :])
+        x_T.append(pipe.invert(src[p], z_src[-1], steps))
     results: dict[str, Any] = {}
     for k, name in enumerate(names):
         start = time.perf_counter()
-        out = np.concatenate([pipe.edit(src[p], ref[p], swap=[name], steps=steps) for p in parts])
-        pred = oracle.predict(to_uint8(out))
         intended = source.values.copy()
         intended[:, k] = reference.values[:, k]
+        # the true edited image, for the diagnostics: rendered with the source's nuisance
+        true_images = to_model(dataset.batch(intended, source.seeds))
+        z_edit, out, z_true, from_true = [], [], [], []
+        for i, p in enumerate(parts):
+            z_edit.append(pipe.swap_codes(z_src[i], z_ref[i], [name]))
+            out.append(pipe.decode(x_T[i], z_edit[-1], steps))
+            z_true.append(pipe.encode(true_images[p]))
+            from_true.append(pipe.decode(x_T[i], z_true[-1], steps))
+        pred = oracle.predict(to_uint8(np.concatenate(out)))
         correct = pred == intended
         others = [j for j in range(len(names)) if j != k]
-        # Diagnostics: the true edited image's code against the GAE's, and what the decoder makes of it.
-        z_true = encode(to_model(dataset.batch(intended, source.seeds)))
-        z_edit = np.concatenate([pipe.swap_codes(z_src[p], z_ref[p], [name]) for p in parts])
-        from_true = np.concatenate([pipe.decode(x_T[p], z_true[p], steps) for p in parts])
+        true_took = oracle.predict(to_uint8(np.concatenate(from_true)))[:, k] == intended[:, k]
         results[name] = {
             "took": float(correct[:, k].mean()),
             "kept": float(correct[:, others].mean()),
             "kept_per_attribute": {names[j]: float(correct[:, j].mean()) for j in others},
             "all_correct": float(correct.all(axis=1).mean()),
             "unchanged": float((pred[:, k] == source.values[:, k]).mean()),
-            "code_error": _relative_distance(z_edit, z_true, z_src),
-            "took_true_code": float((oracle.predict(to_uint8(from_true))[:, k] == intended[:, k]).mean()),
+            "code_error": _relative_distance(
+                np.concatenate(z_edit), np.concatenate(z_true), np.concatenate(z_src)
+            ),
+            "took_true_code": float(true_took.mean()),
             "seconds": round(time.perf_counter() - start, 2),
         }
     return {"images": n, "steps": steps, "swap": results}
