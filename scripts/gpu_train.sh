@@ -16,8 +16,9 @@ SECONDS_LIMIT=${2:?usage: gpu_train.sh STAGE SECONDS [flags]}
 shift 2
 OUT=${OUT:-/tmp/gpu_train_out}
 PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}  # DEVICE=cpu tries the script on a machine without a GPU
-CK=${CK:-/tmp/diffusegae-train/synth64}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu (with PRESET=tiny32) tries the script without a GPU, as its test does
+PRESET_NAME=${PRESET:-synth64}
+CK=${CK:-/tmp/diffusegae-train/$PRESET_NAME}
 mkdir -p "$OUT" "$(dirname "$CK")"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 
@@ -27,7 +28,7 @@ if [ ! -f "$CK/config.json" ] && [ -f .gpu_train/config.json ]; then
     echo "restored $CK from .gpu_train/"
 fi
 PRESET=()
-[ -f "$CK/config.json" ] || PRESET=(--preset synth64)
+[ -f "$CK/config.json" ] || PRESET=(--preset "$PRESET_NAME")
 AMP=()
 [ "$DEVICE" = cpu ] || AMP=(--amp)
 
