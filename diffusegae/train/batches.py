@@ -1,9 +1,9 @@
 """The image stream of a training stage, rendered inline or by a pool of worker processes ahead of the loop.
 
 Each batch is planned (values and nuisance seeds: a few random draws, in step order, in this process) and
-then rendered (the procedural renderer: ~1 ms per 64×64 image on one core, more than a GPU step takes per
-image). With `workers` > 0, batches are rendered by that many processes, `2 × workers` steps ahead, so the
-GPU does not wait on numpy. Planning stays here and in order, so the stream is the same image for image
+then rendered (the procedural renderer: ~1.4 ms per 64×64 image on one EPYC core, more than a GPU step takes
+per image). With `workers` > 0, batches are rendered by that many processes, `2 × workers` steps ahead, so
+the GPU does not wait on numpy. Planning stays here and in order, so the stream is the same image for image
 whatever the number of workers (the stage docstring's reproducibility holds).
 """
 
