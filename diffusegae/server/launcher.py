@@ -5,7 +5,8 @@
 
 The server binds 127.0.0.1 unless told otherwise, loads the repository once (model control off), runs in
 its own session (a terminal's Ctrl-C reaches it only through `serve`, which forwards it), and is stopped by
-its PID; the shared-memory regions of its python models are removed afterwards.
+its PID; the shared-memory regions of its python models are removed afterwards. A watchdog process
+(`diffusegae.server.watchdog`) does the same if the launcher dies without stopping it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -72,6 +74,8 @@ class TritonServer:
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self.shm_prefix = f"{runtime.SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
         self.process: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen | None = None
+        self._watchdog_pipe: int | None = None  # the only write end of the watchdog's stdin
         self._log: Any = None
 
     # ---- addresses ----
@@ -113,12 +117,46 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # signals reach it from us only: stop() and serve()'s forwarding
         )
+        self._start_watchdog()
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_watchdog(self) -> None:
+        """A process that stops the server if this one dies first (it reads EOF on a pipe only we hold)."""
+        try:
+            pidfd = os.pidfd_open(self.process.pid)  # before anything could reap the server
+        except (OSError, AttributeError) as err:  # no pidfds on this kernel / platform: run unwatched
+            print(f"diffusegae: no watchdog for tritonserver {self.process.pid}: {err}", file=sys.stderr)
+            return
+        read_end, self._watchdog_pipe = os.pipe()
+        args = [sys.executable, "-m", "diffusegae.server.watchdog", str(self.process.pid), str(pidfd)]
+        args += [self.shm_prefix, str(self.exit_timeout + 15)]
+        if self._own_work_dir:
+            args.append(str(self.work_dir))
+        try:
+            self._watchdog = subprocess.Popen(
+                args, stdin=read_end, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(pidfd,),
+                start_new_session=True,  # a terminal's Ctrl-C is for the launcher, not for it
+            )  # fmt: skip
+        finally:
+            os.close(read_end)
+            os.close(pidfd)
+
+    def _stop_watchdog(self) -> None:
+        """Close its pipe (the server is stopped already, so it finds nothing to do) and reap it."""
+        if self._watchdog_pipe is not None:
+            os.close(self._watchdog_pipe)
+            self._watchdog_pipe = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(10)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
 
     def _prepare_repository(self) -> None:
         from diffusegae.server.repository import build_repository, repository_checkpoint
@@ -187,6 +225,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self.send_signal(signal.SIGKILL)
                 code = self.process.wait()
+        self._stop_watchdog()
         runtime.remove_shm(self.shm_prefix)
         if self._log is not None:
             self._log.close()

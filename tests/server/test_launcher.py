@@ -103,6 +103,46 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(diffae_checkpoint, tmp_path)
     assert not list(Path("/dev/shm").glob(f"{prefix}*"))
 
 
+LAUNCH_AND_HANG = (
+    "import sys, time\n"
+    "from diffusegae.server.launcher import TritonServer\n"
+    "repo, grpc, http, metrics = sys.argv[1], *map(int, sys.argv[2:])\n"
+    "server = TritonServer(repo, grpc_port=grpc, http_port=http, metrics_port=metrics).start()\n"
+    "print(server.pid, server.shm_prefix, server.work_dir, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_a_killed_launcher_leaves_no_server_behind(diffae_checkpoint, tmp_path):
+    repo = build_repository(diffae_checkpoint, tmp_path / "repo", loop_engine="bls")
+    ports = [free_port() for _ in range(3)]
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH_AND_HANG, str(repo), *map(str, ports)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid, prefix, work_dir = launcher.stdout.readline().split()
+        pid = int(pid)
+        assert _alive(pid) and list(Path("/dev/shm").glob(f"{prefix}*"))
+        launcher.kill()  # SIGKILL: no handler, no finally, no atexit runs in the launcher
+        launcher.wait()
+        deadline = time.monotonic() + 60
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        launcher.stdout.close()
+    orphaned = _alive(pid)
+    if orphaned:  # the test started it, so the test stops it
+        os.kill(pid, signal.SIGKILL)
+    assert not orphaned, "tritonserver outlived its launcher"
+    assert all(_port_is_free(port) for port in ports)
+    assert not list(Path("/dev/shm").glob(f"{prefix}*")) and not Path(work_dir).exists()
+
+
 def test_a_server_that_cannot_start_says_why(tmp_path):
     broken = tmp_path / "repo" / "broken"
     broken.mkdir(parents=True)
