@@ -34,6 +34,28 @@ def _reconstruction(rec: dict[str, Any]) -> list[str]:
     ]
 
 
+def _conditioning(cond: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            str(r["t"]),
+            f"{r['signal']:.3f}",
+            f"{r['loss_own']:.5f}",
+            f"{r['loss_other']:.5f}",
+            f"{r['z_sem_share']:.2f}",
+        ]
+        for r in cond["rows"]
+    ]
+    return [
+        f"## Use of z_sem by timestep: {cond['images']} held-out images",
+        "",
+        "L_simple with each image's own z_sem and with another image's, same x_t; z_sem share = 1 − own / "
+        "other (0: the UNet ignores z_sem at that t). signal = sqrt(ᾱ_t), the weight of x0 in x_t. DDIM sets "
+        "the layout at large t, so edits and random-x_T decodes need a share well above 0 there.",
+        "",
+        *_table(["t", "signal", "loss (own z_sem)", "loss (another's)", "z_sem share"], rows),
+    ]
+
+
 def _probes(probes: dict[str, Any], widths: dict[str, int]) -> list[str]:
     chance = probes["chance"]
     names = list(chance)
@@ -126,6 +148,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         *_reconstruction(results["reconstruction"]),
         "",
+        *([*_conditioning(results["conditioning"]), ""] if results.get("conditioning") else []),
         *_probes(results["probes"], results.get("z_dis_widths") or {}),
     ]
     if results.get("oracle"):

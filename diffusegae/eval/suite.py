@@ -1,5 +1,6 @@
-"""One evaluation run over a checkpoint: reconstruction (Table 2 analog), linear probes (Table 1 analog),
-the attribute oracle and edit / recombine accuracy; returns one JSON-ready dict with the settings used."""
+"""One evaluation run over a checkpoint: reconstruction (Table 2 analog), the decoder's use of z_sem by
+timestep, linear probes (Table 1 analog), the attribute oracle and edit / recombine accuracy; returns one
+JSON-ready dict with the settings used."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from diffusegae.checkpoint import read_info
 from diffusegae.data import AttributeDataset
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
+from diffusegae.eval.conditioning import conditioning_use
 from diffusegae.eval.edits import edit_accuracy, recombine_accuracy, reconstruction_accuracy
 from diffusegae.eval.oracle import OracleSettings, load_or_train_oracle
 from diffusegae.eval.probes import ProbeSettings, probe_matrix, sample_probe_images
@@ -185,6 +187,12 @@ def evaluate(checkpoint: str | Path, settings: EvalSettings, oracle_dir: str | P
     timings["reconstruction_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    conditioning = conditioning_use(
+        pipe, to_model(test_images), seed=settings.seed, batch_size=settings.batch_size
+    )
+    timings["conditioning_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     probes = _probes(pipe, dataset, settings)
     timings["probes_s"] = time.perf_counter() - clock
 
@@ -212,6 +220,7 @@ def evaluate(checkpoint: str | Path, settings: EvalSettings, oracle_dir: str | P
         "training_steps": {name: s.get("steps") for name, s in stages.items()},
         "environment": _environment(settings),
         "reconstruction": {"images": settings.images, "split": "test", "rows": recon},
+        "conditioning": conditioning,
         "probes": probes,
         "oracle": oracle_info,
         "edits": edits,

@@ -47,6 +47,18 @@ def test_quick_eval_writes_every_table(quick_run, capsys):
         assert r["mse"]["mean"] >= 0 and r["psnr"]["mean"] > 0 and -1 <= r["ssim"]["mean"] <= 1
         assert r["mse"]["n"] == 16
 
+    conditioning = results["conditioning"]
+    assert conditioning["images"] == 16 and [r["t"] for r in conditioning["rows"]] == [
+        50,
+        200,
+        400,
+        600,
+        800,
+        950,
+    ]
+    for r in conditioning["rows"]:
+        assert r["loss_own"] > 0 and r["loss_other"] > 0 and r["z_sem_share"] < 1 and 0 < r["signal"] < 1
+
     probes = results["probes"]
     assert set(probes["rows"]) == {"z_sem", *ATTRS}
     assert all(in_unit(a) for row in probes["rows"].values() for a in row.values())
@@ -67,7 +79,15 @@ def test_quick_eval_writes_every_table(quick_run, capsys):
         assert all(in_unit(a) for a in [*ceiling[mode]["accuracy"].values(), ceiling[mode]["all_correct"]])
 
     markdown = (quick_run / "eval.md").read_text()
-    for heading in ("Reconstruction", "Linear probes", "oracle", "Edit accuracy", "Recombine", "ceiling"):
+    for heading in (
+        "Reconstruction",
+        "Use of z_sem",
+        "Linear probes",
+        "oracle",
+        "Edit accuracy",
+        "Recombine",
+        "ceiling",
+    ):
         assert heading in markdown
     assert markdown == to_markdown(results)
 
