@@ -1,4 +1,4 @@
-"""`diffusegae eval`: reconstruction, probe and edit-accuracy tables for a checkpoint → eval.json + eval.md.
+"""`diffusegae eval`: reconstruction, z_sem use, probe and edit tables for a checkpoint → eval.json + eval.md.
 
 Mount with `add_eval_arguments(sub.add_parser("eval"))` and `set_defaults(func=run_eval)`.
 """
