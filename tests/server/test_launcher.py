@@ -155,6 +155,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
         server.start()
     assert time.monotonic() - started < 60
     assert server.process.poll() is not None
+    assert server._watchdog is not None and server._watchdog.poll() == 0  # started, then reaped by stop()
 
 
 def test_an_empty_repository_needs_a_checkpoint(tmp_path):
