@@ -7,7 +7,9 @@
 # returned, copied there) if it was carried, else from a new synth64. A stage switch starts from the last
 # EMA weights with a fresh optimizer (diffusegae train's rule); a restart from .gpu_train/ does too.
 # Back under $OUT: config.json, model.safetensors (EMA weights in fp16, 15.4 MiB: one file under the tool's
-# 16 MiB cap; diffusegae loads them as float32), train_log.jsonl, train.log.
+# 16 MiB cap; diffusegae loads them as float32), train_log.jsonl, train.log, and conditioning.json: how much
+# the decoder uses z_sem at each t (python -m diffusegae.eval.progress, also printed). Stage 1 has gone long
+# enough for edits when the share at t = 800 is well above 0 (tiny32 as shipped: 0.07).
 # Here, after each call: mkdir -p .gpu_train && cp FILES_AT/* .gpu_train/ (git-ignored, so it can be carried);
 # to ship: cp .gpu_train/{config.json,model.safetensors,train_log.jsonl} checkpoints/synth64/.
 set -u
@@ -48,3 +50,5 @@ for name in ("config.json", "train_log.jsonl"):
         shutil.copy(ck / name, out / name)
 print(f"returned {ck} (EMA weights in fp16) under {out}")
 PY
+
+"$PY" -m diffusegae.eval.progress --checkpoint "$CK" --device "$DEVICE" --json "$OUT/conditioning.json"

@@ -44,7 +44,17 @@ def test_returns_fp16_weights_and_resumes_on_a_fresh_machine(tmp_path: Path) -> 
         "model.safetensors",
         "train_log.jsonl",
         "train.log",
+        "conditioning.json",
     }
+    conditioning = json.loads((first / "conditioning.json").read_text())
+    assert conditioning["images"] == 32 and [r["t"] for r in conditioning["rows"]] == [
+        50,
+        200,
+        400,
+        600,
+        800,
+        950,
+    ]
     dtypes = {str(t.dtype) for t in load_file(first / "model.safetensors").values()}
     assert "torch.float16" in dtypes and "torch.float32" not in dtypes
     assert load_checkpoint(first).unet is not None  # fp16 files load as float32 models

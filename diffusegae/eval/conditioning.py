@@ -8,6 +8,8 @@ the UNet ignores z_sem at that t.
 Why it matters for edits: DDIM fixes an image's layout in its first steps, at large t, where x_t is almost
 pure noise (sqrt(ᾱ_t) is given per row). A decoder that only uses z_sem at small t decodes a random x_T to an
 image of its own choosing, and an inverted x_T back to the source whatever code it is given.
+
+It takes seconds, so `python -m diffusegae.eval.progress` also measures it between training runs.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _reconstruction(rec: dict[str, Any]) -> list[str]:
     ]
 
 
-def _conditioning(cond: dict[str, Any]) -> list[str]:
+def conditioning_table(cond: dict[str, Any]) -> list[str]:
     rows = [
         [
             str(r["t"]),
@@ -148,7 +148,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         *_reconstruction(results["reconstruction"]),
         "",
-        *([*_conditioning(results["conditioning"]), ""] if results.get("conditioning") else []),
+        *([*conditioning_table(results["conditioning"]), ""] if results.get("conditioning") else []),
         *_probes(results["probes"], results.get("z_dis_widths") or {}),
     ]
     if results.get("oracle"):

@@ -69,6 +69,11 @@ def checkpoint_dataset_seed(checkpoint: str | Path) -> int | None:
     return int(seeds[-1]) if seeds else None
 
 
+def held_out_sample(dataset: AttributeDataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The eval's n test-split images for `seed`: (values [n, 3], uint8 [n, H, W, 3])."""
+    return dataset.sample(np.random.default_rng([seed, 0x7E57]), "test", n)
+
+
 def latent_features(pipe: Pipeline, x0: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """Probe features: raw z_sem, plus each named z_dis chunk and the GAE round trip on a DiffuseGAE."""
     z_sem = np.concatenate([pipe.encode(x0[p]) for p in batches(len(x0), batch_size)])
@@ -179,8 +184,7 @@ def evaluate(checkpoint: str | Path, settings: EvalSettings, oracle_dir: str | P
     timings = {"load_s": time.perf_counter() - clock}
 
     clock = time.perf_counter()
-    rng = np.random.default_rng([settings.seed, 0x7E57])
-    test_values, test_images = dataset.sample(rng, "test", settings.images)
+    test_values, test_images = held_out_sample(dataset, settings.images, settings.seed)
     recon, recon_images = evaluate_reconstruction(
         pipe, to_model(test_images), settings.steps, settings.seed, settings.batch_size
     )

@@ -11,6 +11,7 @@ from diffusegae import build_model, preset, save_checkpoint
 from diffusegae.data import AttributeDataset
 from diffusegae.eval.cli import add_eval_arguments, main, run_eval, settings_from_args
 from diffusegae.eval.edits import sample_groups
+from diffusegae.eval.progress import main as progress_main
 from diffusegae.eval.report import to_markdown
 from diffusegae.eval.suite import evaluate, quick_settings
 
@@ -20,12 +21,25 @@ ATTRS = ("identity", "background", "pose")
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, tiny_model):
+def quick_checkpoint(tmp_path_factory, tiny_model):
     ck = tmp_path_factory.mktemp("ck")
     save_checkpoint(tiny_model, ck)
+    return ck
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, quick_checkpoint):
     out = tmp_path_factory.mktemp("out")
-    assert main(["--checkpoint", str(ck), "--out", str(out), "--quick"]) == 0
+    assert main(["--checkpoint", str(quick_checkpoint), "--out", str(out), "--quick"]) == 0
     return out
+
+
+def test_the_progress_probe_gives_the_evals_numbers(quick_run, quick_checkpoint, tmp_path, capsys):
+    results = json.loads((quick_run / "eval.json").read_text())
+    probe = tmp_path / "conditioning.json"
+    assert progress_main(["--checkpoint", str(quick_checkpoint), "--images", "16", "--json", str(probe)]) == 0
+    assert json.loads(probe.read_text()) == results["conditioning"]
+    assert "| 950 |" in capsys.readouterr().out
 
 
 def in_unit(x: float) -> bool:

@@ -1,0 +1,47 @@
+"""A progress probe between training runs: the decoder's use of z_sem by timestep, in seconds.
+
+    python -m diffusegae.eval.progress --checkpoint CK [--device cuda] [--json FILE]
+
+prints the table of `diffusegae eval` (diffusegae.eval.conditioning) on the same held-out images: the same
+--images and --seed give the same numbers. Edits and random-x_T decodes need the share at large t (t ≥ 800
+is where DDIM lays an image out) well above 0, so this says when stage 1 has trained long enough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from diffusegae.data import AttributeDataset
+from diffusegae.engines.pipeline import load_pipeline
+from diffusegae.eval.conditioning import conditioning_use
+from diffusegae.eval.report import conditioning_table
+from diffusegae.eval.suite import checkpoint_dataset_seed, held_out_sample
+from diffusegae.images import to_model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m diffusegae.eval.progress", description="the decoder's use of z_sem by timestep"
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--images", type=int, default=32, help="held-out images (default 32, as eval)")
+    parser.add_argument("--seed", type=int, default=0, help="sample and noise seed (default 0, as eval)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    args = parser.parse_args(argv)
+
+    pipe = load_pipeline(args.checkpoint, engine="torch", device=args.device)
+    dataset = AttributeDataset(pipe.config.image_size, checkpoint_dataset_seed(args.checkpoint) or 0)
+    _, images = held_out_sample(dataset, args.images, args.seed)
+    result = conditioning_use(pipe, to_model(images), seed=args.seed)
+    print("\n".join(conditioning_table(result)))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
