@@ -117,8 +117,8 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # signals reach it from us only: stop() and serve()'s forwarding
         )
-        self._start_watchdog()
         try:
+            self._start_watchdog()
             self._wait_ready()
         except BaseException:
             self.stop()
