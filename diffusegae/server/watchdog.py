@@ -7,6 +7,8 @@ launcher ends, the kernel then closes that end and the watchdog reads EOF. If th
 gets what `TritonServer.stop()` would have given it: SIGTERM, SIGKILL after GRACE_S, its python backend's
 shared-memory regions removed and its work directory (when the launcher owned one) deleted. After a normal
 stop() the server is gone already and the watchdog just exits.
+A process the launcher forks without exec (multiprocessing's "fork" start method) inherits the write end,
+so the watchdog then also waits for that process to end.
 
 The server is named by a pidfd (PIDFD, inherited) that the launcher opened right after starting it, while
 it was still its unreaped child, so a PID that the system hands to another process later is never
