@@ -93,6 +93,11 @@ class TritonServer:
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
 
     @property
+    def _kill_after_s(self) -> int:
+        """How long a SIGTERM'd server may take before SIGKILL: its own exit timeout, plus time to unload."""
+        return self.exit_timeout + 15
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
@@ -134,7 +139,7 @@ class TritonServer:
             return
         read_end, self._watchdog_pipe = os.pipe()
         args = [sys.executable, "-m", "diffusegae.server.watchdog", str(self.process.pid), str(pidfd)]
-        args += [self.shm_prefix, str(self.exit_timeout + 15)]
+        args += [self.shm_prefix, str(self._kill_after_s)]
         if self._own_work_dir:
             args.append(str(self.work_dir))
         try:
@@ -221,7 +226,7 @@ class TritonServer:
         if self.process is not None:
             self.send_signal(signal.SIGTERM)
             try:
-                code = self.process.wait(self.exit_timeout + 15)
+                code = self.process.wait(self._kill_after_s)
             except subprocess.TimeoutExpired:
                 self.send_signal(signal.SIGKILL)
                 code = self.process.wait()
