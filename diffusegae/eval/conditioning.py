@@ -21,7 +21,7 @@ import numpy as np
 
 from diffusegae.diffusion import alphas_cumprod, q_sample
 from diffusegae.engines.pipeline import Pipeline
-from diffusegae.eval.reconstruction import batches
+from diffusegae.eval.reconstruction import batches, encode_all
 
 # Fractions of the diffusion length T; with T = 1000 these are t = 50, 200, 400, 600, 800, 950.
 TIMESTEP_FRACTIONS = (0.05, 0.2, 0.4, 0.6, 0.8, 0.95)
@@ -50,7 +50,7 @@ def conditioning_use(
         raise ValueError(f"conditioning use needs at least 2 images (one lends its code), got {len(x0)}")
     num_timesteps = pipe.config.diffusion.num_timesteps
     timesteps = conditioning_timesteps(num_timesteps) if timesteps is None else list(timesteps)
-    z_own = np.concatenate([pipe.encode(x0[p]) for p in batches(len(x0), batch_size)])
+    z_own = encode_all(pipe, x0, batch_size)
     z_other = np.roll(z_own, 1, axis=0)  # every image gets a code that is not its own
     rng = np.random.default_rng([seed, 0xC0D])
     rows = []

@@ -22,6 +22,11 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+def encode_all(pipe: Pipeline, x0: np.ndarray, batch_size: int) -> np.ndarray:
+    """z_sem [N, 512] of model-space x0, encoded batch by batch."""
+    return np.concatenate([pipe.encode(x0[p]) for p in batches(len(x0), batch_size)])
+
+
 def reconstruct_all(
     pipe: Pipeline, x0: np.ndarray, steps: int, mode: str, seed: int, batch_size: int
 ) -> np.ndarray:

@@ -21,7 +21,7 @@ from diffusegae.eval.conditioning import conditioning_use
 from diffusegae.eval.edits import edit_accuracy, recombine_accuracy, reconstruction_accuracy
 from diffusegae.eval.oracle import OracleSettings, load_or_train_oracle
 from diffusegae.eval.probes import ProbeSettings, probe_matrix, sample_probe_images
-from diffusegae.eval.reconstruction import batches, evaluate_reconstruction
+from diffusegae.eval.reconstruction import encode_all, evaluate_reconstruction
 from diffusegae.images import to_model
 
 
@@ -76,7 +76,7 @@ def held_out_sample(dataset: AttributeDataset, n: int, seed: int) -> tuple[np.nd
 
 def latent_features(pipe: Pipeline, x0: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """Probe features: raw z_sem, plus each named z_dis chunk and the GAE round trip on a DiffuseGAE."""
-    z_sem = np.concatenate([pipe.encode(x0[p]) for p in batches(len(x0), batch_size)])
+    z_sem = encode_all(pipe, x0, batch_size)
     features = {"z_sem": z_sem}
     gae = pipe.config.gae
     if gae is not None:
