@@ -18,9 +18,13 @@ from typing import Any, Literal
 
 AdaGNMode = Literal["scale", "scale_shift"]
 EncoderKind = Literal["diffae", "alter_resnet"]
+Prediction = Literal["eps", "v", "x0"]
 
 ADAGN_MODES = ("scale", "scale_shift")
 ENCODER_KINDS = ("diffae", "alter_resnet")
+# What the UNet's last layer outputs; the model converts it to eps itself (models/prediction.py), so every
+# engine, export and sampler sees eps whatever the checkpoint was trained to predict.
+PREDICTIONS = ("eps", "v", "x0")
 Z_SEM_CHANNELS = 512
 
 
@@ -35,6 +39,9 @@ class UNetConfig:
     num_heads: int = 1
     embed_channels: int = 512  # width of the time embedding
     adagn_mode: AdaGNMode = "scale"  # "scale": Diff-AE; "scale_shift": DiffuseGAE Eq. 8
+    # "eps": Diff-AE (and every official checkpoint); "v": v = sqrt(ᾱ)·eps − sqrt(1−ᾱ)·x0 (Salimans & Ho
+    # 2022), which keeps the network's output informative where x_t is almost pure noise; "x0": the image
+    prediction: Prediction = "eps"
     dropout: float = 0.1
     in_channels: int = 3
     out_channels: int = 3
@@ -53,6 +60,9 @@ class EncoderConfig:
     attention_stages: tuple[int, ...] = ()
     num_heads: int = 1
     out_channels: int = Z_SEM_CHANNELS
+    # alter_resnet head: 1 = global average pool (AlterNet); k > 1 = average pool to a k×k map, flattened,
+    # so z_sem keeps *where* things are (a global pool throws away the direction of a pose, ENVIRONMENT.md)
+    pool_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,14 @@ class ModelConfig:
             raise ValueError(f"unknown adagn_mode {self.unet.adagn_mode!r}; choose from {ADAGN_MODES}")
         if self.encoder.kind not in ENCODER_KINDS:
             raise ValueError(f"unknown encoder kind {self.encoder.kind!r}; choose from {ENCODER_KINDS}")
+        if self.unet.prediction not in PREDICTIONS:
+            raise ValueError(
+                f"unknown prediction {self.unet.prediction!r}; choose from {', '.join(PREDICTIONS)}"
+            )
+        if self.encoder.pool_size < 1 or (self.encoder.kind == "diffae" and self.encoder.pool_size != 1):
+            raise ValueError(
+                f"encoder pool_size must be >= 1 (1 for the Diff-AE encoder), got {self.encoder.pool_size}"
+            )
         levels = len(self.unet.channel_mult) - 1
         if self.image_size % (2**levels):
             raise ValueError(f"image_size {self.image_size} must be divisible by 2**{levels}")
@@ -135,6 +153,54 @@ class ModelConfig:
         )
 
 
+WEIGHTINGS = ("auto", "simple", "v", "x0", "min_snr")
+TIMESTEP_SAMPLERS = ("uniform", "high", "logit_normal")
+_NATURAL = {"eps": "simple", "v": "v", "x0": "x0"}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How the diffusion term of training weighs and samples timesteps (train/objectives.py)."""
+
+    weighting: str = "auto"
+    weight_cap: float | None = None
+    min_snr_gamma: float = 5.0
+    timesteps: str = "uniform"
+    high_t_share: float = 0.5
+    high_t_from: int = 700
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    learned_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"unknown loss weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}"
+            )
+        if self.timesteps not in TIMESTEP_SAMPLERS:
+            raise ValueError(
+                f"unknown timestep sampling {self.timesteps!r}; choose from {', '.join(TIMESTEP_SAMPLERS)}"
+            )
+        if not 0.0 <= self.high_t_share <= 1.0:
+            raise ValueError(f"high_t_share must be in [0, 1], got {self.high_t_share}")
+        if self.weight_cap is not None and not self.weight_cap > 0:
+            raise ValueError(f"weight_cap must be > 0, got {self.weight_cap}")
+        if not self.min_snr_gamma > 0 or not self.logit_std > 0:
+            raise ValueError("min_snr_gamma and logit_std must be > 0")
+
+    def resolved(self, prediction: str) -> Objective:
+        """ "auto" made explicit: the loss of the model's own parameterisation."""
+        if self.weighting != "auto":
+            return self
+        return dataclasses.replace(self, weighting=_NATURAL[prediction])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(Objective))
+
+
 def _tuples(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_tuples(v) for v in value)
@@ -165,6 +231,7 @@ def _presets() -> dict[str, ModelConfig]:
                 attention_resolutions=(16,),
                 embed_channels=128,
                 adagn_mode="scale_shift",
+                prediction="v",
                 dropout=0.0,
             ),
             encoder=EncoderConfig(
@@ -173,6 +240,7 @@ def _presets() -> dict[str, ModelConfig]:
                 channel_mult=(1, 2, 2),
                 num_res_blocks=1,
                 attention_stages=(2,),
+                pool_size=4,
             ),
             gae=GAEConfig(hidden_channels=256),
         ),
@@ -186,6 +254,7 @@ def _presets() -> dict[str, ModelConfig]:
                 attention_resolutions=(16,),
                 embed_channels=256,
                 adagn_mode="scale_shift",
+                prediction="v",
                 dropout=0.0,
             ),
             encoder=EncoderConfig(
@@ -194,6 +263,7 @@ def _presets() -> dict[str, ModelConfig]:
                 channel_mult=(1, 2, 4, 4),
                 num_res_blocks=1,
                 attention_stages=(3,),
+                pool_size=2,  # 2×2 keeps the fp16 weights in one 16 MiB file (4×4 would not)
             ),
             gae=GAEConfig(hidden_channels=256),
         ),
@@ -204,6 +274,7 @@ def _presets() -> dict[str, ModelConfig]:
                 model_channels=128,
                 channel_mult=(1, 1, 2, 3, 4),
                 adagn_mode="scale_shift",
+                prediction="v",
             ),
             encoder=EncoderConfig(
                 kind="alter_resnet",
@@ -212,6 +283,7 @@ def _presets() -> dict[str, ModelConfig]:
                 num_res_blocks=2,
                 attention_stages=(2, 3),
                 num_heads=4,
+                pool_size=4,
             ),
             gae=GAEConfig(),
         ),

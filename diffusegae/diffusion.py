@@ -40,6 +40,11 @@ def alphas_cumprod(
     return _alphas_cumprod(num_timesteps, beta_start, beta_end)
 
 
+def schedule_alphas_cumprod(config: Any) -> np.ndarray:
+    """ᾱ_t of a checkpoint's schedule: anything with num_timesteps, beta_start, beta_end (DiffusionConfig)."""
+    return alphas_cumprod(int(config.num_timesteps), float(config.beta_start), float(config.beta_end))
+
+
 def ddim_timesteps(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> np.ndarray:
     """The original timesteps a DDIM run of `steps` steps visits, ascending (int64).
 
@@ -153,10 +158,19 @@ def ddim_inverse_step(
     return _move(x0, eps_from_x0(x_t, x0, alpha_bar), alpha_bar_next)
 
 
-def q_sample(x0: Array, noise: Array, t: np.ndarray | int, num_timesteps: int = NUM_TIMESTEPS) -> Array:
-    """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDPM Eq. 4), t per sample or scalar."""
+def q_sample(
+    x0: Array,
+    noise: Array,
+    t: np.ndarray | int,
+    num_timesteps: int = NUM_TIMESTEPS,
+    alpha_bar: np.ndarray | None = None,
+) -> Array:
+    """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDPM Eq. 4), t per sample or scalar.
+
+    `alpha_bar`: the schedule's ᾱ (default: Diff-AE's linear betas over `num_timesteps`)."""
     t = np.asarray(t.cpu() if _torch_of(t) is not None else t)
-    return _move(x0, noise, alphas_cumprod(num_timesteps)[t])
+    schedule = alphas_cumprod(num_timesteps) if alpha_bar is None else alpha_bar
+    return _move(x0, noise, schedule[t])
 
 
 def seeded_noise(batch: int, image_size: int, seed: int, channels: int = 3) -> np.ndarray:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from diffusegae.config import ModelConfig
+from diffusegae.diffusion import schedule_alphas_cumprod
 from diffusegae.models.encoder import build_encoder
 from diffusegae.models.gae import GAE
 from diffusegae.models.unet import UNet
@@ -19,7 +20,8 @@ class DiffusionAutoencoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.unet = UNet(cfg.unet, cfg.image_size, cfg.encoder.out_channels)
+        alpha_bar = schedule_alphas_cumprod(cfg.diffusion)
+        self.unet = UNet(cfg.unet, cfg.image_size, cfg.encoder.out_channels, alpha_bar)
         self.encoder = build_encoder(cfg.encoder, cfg.image_size)
         self.gae = GAE(cfg.gae) if cfg.gae is not None else None
 

@@ -3,7 +3,8 @@
 A ResNet whose late stages end in multi-head self-attention, after AlterNet (Park & Kim, "How Do Vision
 Transformers Work?", 2022): convolutions early for local features, the block closest to the end of a late
 stage swapped for an MSA block to aggregate globally. GroupNorm + SiLU throughout (batch-size independent,
-so serving batches never change a code), global average pool, linear head to 512.
+so serving batches never change a code), then a head to 512: a global average pool (AlterNet) or, with
+`pool_size` k > 1, an average pool to a k×k map that is flattened, so the code keeps where things are.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class AlterResNet(nn.Module):
         self.head = nn.Sequential(
             normalization(ch),
             nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(cfg.pool_size),
             nn.Flatten(),
-            nn.Linear(ch, cfg.out_channels),
+            nn.Linear(ch * cfg.pool_size**2, cfg.out_channels),
         )
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:

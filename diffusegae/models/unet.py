@@ -9,10 +9,12 @@ time embedding and on z_sem.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from diffusegae.config import Z_SEM_CHANNELS, UNetConfig
+from diffusegae.diffusion import alphas_cumprod
 from diffusegae.models.layers import (
     AttentionBlock,
     CondSequential,
@@ -21,6 +23,7 @@ from diffusegae.models.layers import (
     timestep_embedding,
     zero_module,
 )
+from diffusegae.models.prediction import EpsFromPrediction
 
 
 class TimeEmbed(nn.Module):
@@ -39,7 +42,14 @@ class TimeEmbed(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, cfg: UNetConfig, image_size: int, cond_channels: int = Z_SEM_CHANNELS) -> None:
+    def __init__(
+        self,
+        cfg: UNetConfig,
+        image_size: int,
+        cond_channels: int = Z_SEM_CHANNELS,
+        alpha_bar: np.ndarray | None = None,
+    ) -> None:
+        """`alpha_bar`: ᾱ_t of the checkpoint's schedule (default: Diff-AE's), used by non-eps predictions."""
         super().__init__()
         self.cfg = cfg
         self.time_embed = TimeEmbed(cfg.model_channels, cfg.embed_channels)
@@ -89,9 +99,12 @@ class UNet(nn.Module):
             nn.SiLU(),
             zero_module(nn.Conv2d(stem_channels, cfg.out_channels, 3, padding=1)),
         )
+        self.to_eps = EpsFromPrediction(cfg.prediction, alphas_cumprod() if alpha_bar is None else alpha_bar)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Predict eps from x_t [B,3,H,W], integer timesteps t [B] (0..999) and z_sem [B,512]."""
+        """Predict eps from x_t [B,3,H,W], integer timesteps t [B] (0..999) and z_sem [B,512].
+
+        The network's own output is in the checkpoint's parameterisation; `to_eps` converts it."""
         emb = self.time_embed(t)
         h = x_t
         laterals = []
@@ -101,4 +114,4 @@ class UNet(nn.Module):
         h = self.middle_block(h, emb, cond)
         for block in self.output_blocks:
             h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
-        return self.out(h)
+        return self.to_eps(self.out(h), x_t, t)

@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from diffusegae.config import OBJECTIVE_FIELDS, TIMESTEP_SAMPLERS, WEIGHTINGS
+
 # flag name → train() keyword (argparse's dest is the same with dashes turned into underscores)
 _TRAIN_KEYWORDS = (
     "checkpoint",
@@ -38,6 +40,7 @@ _TRAIN_KEYWORDS = (
     "dataset_seed",
     "quiet",
     "data_workers",
+    *OBJECTIVE_FIELDS,
 )
 
 
@@ -77,6 +80,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=int,
         help="processes rendering batches ahead of the loop (default: 0 on CPU, half the cores up to 8 on a "
         "GPU); the images are the same whatever the number",
+    )
+    a(
+        "--weighting",
+        choices=WEIGHTINGS,
+        help="weight of each timestep's eps error: auto (default: the MSE of what the model predicts), "
+        "simple (L_simple), v (1/ᾱ), x0 (1/SNR), min_snr (min(SNR, γ)/SNR)",
+    )
+    a("--weight-cap", type=float, help="cap on the per-timestep loss weight (default: none)")
+    a("--min-snr-gamma", type=float, help="γ of --weighting min_snr (default 5)")
+    a("--timesteps", choices=TIMESTEP_SAMPLERS, help="timestep sampling (default uniform)")
+    a("--high-t-share", type=float, help="--timesteps high: share of each batch drawn from high t (0.5)")
+    a("--high-t-from", type=int, help="--timesteps high: the lowest 'high' timestep (700)")
+    a("--logit-mean", type=float, help="--timesteps logit_normal: mean m (default 0; > 0 leans to noise)")
+    a("--logit-std", type=float, help="--timesteps logit_normal: standard deviation s (default 1)")
+    a(
+        "--learned-norm",
+        action="store_true",
+        default=None,
+        help="EDM2's learned per-timestep loss normalisation L/e^u(t) + u(t) (training only)",
     )
     return parser
 

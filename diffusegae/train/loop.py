@@ -26,6 +26,7 @@ from diffusegae.config import ModelConfig
 from diffusegae.config import preset as get_preset
 from diffusegae.models import build_model
 from diffusegae.train.batches import default_workers
+from diffusegae.train.objectives import OBJECTIVE_FIELDS
 from diffusegae.train.session import Session, Settings, StopFlag
 from diffusegae.train.stages import stage_spec
 from diffusegae.train.state import TrainState, export_checkpoint, load_train_state
@@ -58,6 +59,7 @@ def train(
     dataset_seed: int | None = None,
     quiet: bool = False,
     data_workers: int | None = None,
+    **objective: Any,
 ) -> dict[str, Any]:
     """Run `steps` more optimizer steps of `stage` on the checkpoint directory; returns the stage summary.
 
@@ -67,8 +69,13 @@ def train(
     The run stops after `steps`, after `time_limit_s`, or on SIGINT/SIGTERM, and always saves before
     returning; it also saves every `save_every` steps and every `save_every_s` seconds. data_workers:
     processes rendering batches ahead of the loop (None: none on CPU, half the cores up to 8 on a GPU);
-    the images are the same whatever the number.
+    the images are the same whatever the number. `objective`: fields of train.objectives.Objective
+    (weighting, weight_cap, min_snr_gamma, timesteps, high_t_share, high_t_from, logit_mean, logit_std,
+    learned_norm) for the diffusion term of stages 1 and 3; unset ones keep the resumed run's values.
     """
+    unknown = set(objective) - set(OBJECTIVE_FIELDS)
+    if unknown:
+        raise TypeError(f"train() got unknown arguments {sorted(unknown)}")
     t_start = time.monotonic()
     spec = stage_spec(stage)
     if steps < 0:
@@ -98,8 +105,9 @@ def train(
             "ema_decay": ema_decay,
             "grad_clip": grad_clip,
             "stats_images": stats_images,
+            **objective,
         }
-        settings = Settings.resolve(spec, given, state.settings, amp)
+        settings = Settings.resolve(spec, given, state.settings, amp, cfg.unet.prediction)
         state.segment_start = state.step  # data cursor: a new group stream per run segment (stages.py)
         workers = default_workers(dev.type) if data_workers is None else data_workers
         record = loaded[1] if resume else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,13 +24,26 @@ from diffusegae.diffusion import q_sample
 Map = Callable[[torch.Tensor], torch.Tensor]
 
 
+def eps_mse(
+    unet: nn.Module,
+    x0: torch.Tensor,
+    z_sem: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    alpha_bar: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Per-sample ‖ε_θ(x_t, t, z_sem) − ε‖² [B] with x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (ᾱ: the
+    checkpoint's schedule; default Diff-AE's). Objectives weigh it per timestep (objectives.py)."""
+    x_t = q_sample(x0, noise, t, alpha_bar=alpha_bar)
+    eps = unet(x_t, t, z_sem)
+    return (eps.float() - noise.float()).pow(2).flatten(1).mean(1)
+
+
 def diffusion_loss(
     unet: nn.Module, x0: torch.Tensor, z_sem: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    """L_simple (Diff-AE Eq. 1): ‖ε_θ(x_t, t, z_sem) − ε‖² with x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε."""
-    x_t = q_sample(x0, noise, t)
-    eps = unet(x_t, t, z_sem)
-    return F.mse_loss(eps.float(), noise.float())
+    """L_simple (Diff-AE Eq. 1): the batch mean of `eps_mse`."""
+    return eps_mse(unet, x0, z_sem, t, noise).mean()
 
 
 def standardize(z_sem: torch.Tensor, z_mean: torch.Tensor, z_std: torch.Tensor) -> torch.Tensor:

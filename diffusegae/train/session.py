@@ -18,6 +18,7 @@ from diffusegae.data import AttributeDataset
 from diffusegae.models import DiffusionAutoencoder, build_model
 from diffusegae.train.batches import Batches
 from diffusegae.train.ema import EMA
+from diffusegae.train.objectives import OBJECTIVE_FIELDS, LearnedLossNorm, Objective
 from diffusegae.train.stages import (
     StageSpec,
     attribute_chunks,
@@ -35,6 +36,8 @@ from diffusegae.train.state import (
     restore_optimizer,
     save_train_state,
 )
+
+TRAIN_ONLY = "train_only."  # prefix of tensors kept in the train state but never in the checkpoint
 
 
 class StopFlag:
@@ -60,10 +63,22 @@ class Settings:
     grad_clip: float
     amp: bool
     stats_images: int
+    # the diffusion term's weighting and timesteps (stages 1 and 3)
+    objective: Objective = dataclasses.field(default_factory=Objective)
 
     @classmethod
-    def resolve(cls, spec: StageSpec, given: dict[str, Any], previous: dict[str, Any], amp: bool) -> Settings:
-        """Each value: as given, else as in the run being resumed (`previous`), else the stage default."""
+    def resolve(
+        cls,
+        spec: StageSpec,
+        given: dict[str, Any],
+        previous: dict[str, Any],
+        amp: bool,
+        prediction: str = "eps",
+    ) -> Settings:
+        """Each value: as given, else as in the run being resumed (`previous`), else the stage default.
+
+        The objective's fields resolve the same way, one by one; "auto" weighting becomes the MSE of the
+        model's own `prediction`, so the log says what was trained."""
         defaults = {
             "batch_size": spec.batch_size,
             "lr": spec.lr,
@@ -80,7 +95,14 @@ class Settings:
         if old_split is not None and given.get("dataset_seed") not in (None, old_split):
             raise ValueError(f"this stage was trained with dataset_seed {old_split}; the split cannot change")
         values = {k: previous.get(k, d) if given.get(k) is None else given[k] for k, d in defaults.items()}
-        return cls(stage=spec.number, amp=amp, **values)
+        old_objective = previous.get("objective") or {}
+        objective = Objective(
+            **{
+                k: old_objective.get(k, getattr(Objective(), k)) if given.get(k) is None else given[k]
+                for k in OBJECTIVE_FIELDS
+            }
+        ).resolved(prediction)
+        return cls(stage=spec.number, amp=amp, objective=objective, **values)
 
 
 class Session:
@@ -109,6 +131,9 @@ class Session:
         if record is not None:
             self.ema.model.load_state_dict(load_state_tensors(directory, record, "ema"), strict=True)
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.loss_norm = self._make_loss_norm(record)
+        if self.loss_norm is not None:
+            named += [(f"{TRAIN_ONLY}{n}", p) for n, p in self.loss_norm.named_parameters()]
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.optimizer = self._make_optimizer(record)
@@ -120,13 +145,31 @@ class Session:
     def _load_model(self, record: dict[str, Any] | None) -> DiffusionAutoencoder:
         if record is not None:  # resume: the raw weights of the last save
             model = build_model(self.cfg)
-            model.load_state_dict(load_state_tensors(self.directory, record, "raw"), strict=True)
+            raw = load_state_tensors(self.directory, record, "raw")
+            self._train_only = {k: v for k, v in raw.items() if k.startswith(TRAIN_ONLY)}
+            model.load_state_dict({k: v for k, v in raw.items() if k not in self._train_only}, strict=True)
         else:  # a new stage starts from the EMA weights of the last one
             model = load_checkpoint(self.directory)
         model = model.to(self.device).requires_grad_(False)
         for part in self.spec.parts:
             getattr(model, part).requires_grad_(True)
         return model
+
+    def _make_loss_norm(self, record: dict[str, Any] | None) -> LearnedLossNorm | None:
+        """EDM2's u(t) table when the objective asks for it (not in stage 2: no diffusion term there)."""
+        if not self.settings.objective.learned_norm or self.spec.number == 2:
+            return None
+        norm = LearnedLossNorm(self.cfg.diffusion.num_timesteps).to(self.device)
+        saved = {k[len(TRAIN_ONLY) :]: v for k, v in getattr(self, "_train_only", {}).items()}
+        if record is not None and saved:
+            norm.load_state_dict(saved, strict=True)
+        return norm
+
+    def train_only_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors saved beside the raw weights that never reach the checkpoint (the u(t) table)."""
+        if self.loss_norm is None:
+            return {}
+        return {f"{TRAIN_ONLY}{k}": v for k, v in self.loss_norm.state_dict().items()}
 
     def _make_optimizer(self, record: dict[str, Any] | None) -> torch.optim.Optimizer:
         """Adam (stages 2, 3) or AdamW (stage 1), no weight decay; on resume, with its saved moments."""
@@ -176,7 +219,16 @@ class Session:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if s.amp else contextlib.nullcontext()
         with amp:
             losses = stage_losses(
-                self.model, self.spec, x0, self.chunks, s.lambda_ss, s.lambda_ur, s.gamma, gen
+                self.model,
+                self.spec,
+                x0,
+                self.chunks,
+                s.lambda_ss,
+                s.lambda_ur,
+                s.gamma,
+                gen,
+                s.objective,
+                self.loss_norm,
             )
         loss = losses["loss"]
         if not torch.isfinite(loss):
@@ -294,6 +346,8 @@ class Session:
         }
         if self.spec.groups:
             out.update(lambda_ss=s.lambda_ss, lambda_ur=s.lambda_ur, loss_norm="l1, standardised z_sem")
+        if self.spec.number != 2:
+            out["objective"] = s.objective.to_dict()
         if self.spec.number == 3:
             out["gamma"] = s.gamma
         if self.spec.number == 2:
@@ -303,7 +357,13 @@ class Session:
     def save(self) -> None:
         self.state.settings = dataclasses.asdict(self.settings)
         save_train_state(
-            self.directory, self.state, self.model, self.ema.model, self.optimizer, self.param_names
+            self.directory,
+            self.state,
+            self.model,
+            self.ema.model,
+            self.optimizer,
+            self.param_names,
+            self.train_only_tensors(),
         )
         info = read_info(self.directory)
         info.setdefault("train", {})[f"stage{self.spec.number}"] = self.summary()

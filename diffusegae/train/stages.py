@@ -18,9 +18,13 @@ import torch
 
 from diffusegae.config import GAEConfig
 from diffusegae.data import AttributeDataset
+from diffusegae.diffusion import schedule_alphas_cumprod
 from diffusegae.images import to_model
 from diffusegae.models import DiffusionAutoencoder
-from diffusegae.train.losses import diffusion_loss, gae_losses, standardize
+from diffusegae.train.losses import eps_mse, gae_losses, standardize
+from diffusegae.train.objectives import LearnedLossNorm, Objective, reduce_loss, sample_timesteps
+
+L_SIMPLE = Objective(weighting="simple")
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,38 @@ def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.reshape(*lead, *x.shape[1:]).to(device, non_blocking=True)
 
 
-def _noise(x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.randint(0, 1000, (x0.shape[0],), generator=gen).to(x0.device)
+def _noise(
+    x0: torch.Tensor, gen: torch.Generator, objective: Objective, num_timesteps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    t = sample_timesteps(objective, x0.shape[0], gen, num_timesteps).to(x0.device)
     return t, torch.randn(x0.shape, generator=gen).to(x0.device)
 
 
-def simple_loss(model: DiffusionAutoencoder, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """L_simple with z = encoder(x0), t ~ U{0..999}, ε ~ N(0, I)."""
-    t, noise = _noise(x0, gen)
-    return diffusion_loss(model.unet, x0, model.encoder(x0), t, noise)
+def denoising_loss(
+    model: DiffusionAutoencoder,
+    x0: torch.Tensor,
+    z_sem: torch.Tensor,
+    gen: torch.Generator,
+    objective: Objective = L_SIMPLE,
+    norm: LearnedLossNorm | None = None,
+) -> torch.Tensor:
+    """The diffusion term: eps MSE at the objective's timesteps, weighted by it (L_simple by default)."""
+    diffusion = model.cfg.diffusion
+    alpha_bar = schedule_alphas_cumprod(diffusion)
+    t, noise = _noise(x0, gen, objective, diffusion.num_timesteps)
+    per_sample = eps_mse(model.unet, x0, z_sem, t, noise, alpha_bar)
+    return reduce_loss(objective.resolved(model.cfg.unet.prediction), per_sample, t, alpha_bar, norm)
+
+
+def simple_loss(
+    model: DiffusionAutoencoder,
+    x0: torch.Tensor,
+    gen: torch.Generator,
+    objective: Objective = L_SIMPLE,
+    norm: LearnedLossNorm | None = None,
+) -> torch.Tensor:
+    """The diffusion term with z = encoder(x0), ε ~ N(0, I), t from the objective (default U{0..T−1})."""
+    return denoising_loss(model, x0, model.encoder(x0), gen, objective, norm)
 
 
 def dis_loss(
@@ -114,10 +141,14 @@ def stage_losses(
     lambda_ur: float,
     gamma: float,
     gen: torch.Generator,
+    objective: Objective = L_SIMPLE,
+    norm: LearnedLossNorm | None = None,
 ) -> dict[str, torch.Tensor]:
-    """{"loss": the objective, plus its named terms} for one batch x0 (model space)."""
+    """{"loss": the objective, plus its named terms} for one batch x0 (model space).
+
+    "simple" names the diffusion term, weighted as `objective` says (L_simple by default)."""
     if spec.number == 1:
-        simple = simple_loss(model, x0, gen)
+        simple = simple_loss(model, x0, gen, objective, norm)
         return {"loss": simple, "simple": simple}
     b, m = x0.shape[:2]
     flat = x0.reshape(b * m, *x0.shape[2:])
@@ -126,10 +157,9 @@ def stage_losses(
             z_sem = model.encoder(flat)
         terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen)
         return {"loss": terms["dis"], **terms}
-    # Stage 3 (Eq. 12): L_simple on every group image, L_dis on their live z_sem.
-    t, noise = _noise(flat, gen)
+    # Stage 3 (Eq. 12): the diffusion term on every group image, L_dis on their live z_sem.
     z_sem = model.encoder(flat)
-    simple = diffusion_loss(model.unet, flat, z_sem, t, noise)
+    simple = denoising_loss(model, flat, z_sem, gen, objective, norm)
     terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen)
     return {"loss": simple + gamma * terms["dis"], "simple": simple, **terms}
 

@@ -103,7 +103,9 @@ def save_train_state(
     ema_model: nn.Module,
     optimizer: torch.optim.Optimizer,
     param_names: Sequence[str],
+    train_only: dict[str, torch.Tensor] | None = None,
 ) -> None:
+    """`train_only`: tensors saved with the raw weights that are not part of the model (e.g. EDM2's u(t))."""
     folder = directory / STATE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     files = {
@@ -111,7 +113,7 @@ def save_train_state(
         "ema": f"ema-s{state.stage}-{state.step:08d}.safetensors",
         "optimizer": f"optim-s{state.stage}-{state.step:08d}.safetensors",
     }
-    _save_tensors(model.state_dict(), folder / files["raw"])
+    _save_tensors({**model.state_dict(), **(train_only or {})}, folder / files["raw"])
     _save_tensors(ema_model.state_dict(), folder / files["ema"])
     _save_tensors(optimizer_tensors(optimizer, param_names), folder / files["optimizer"])
     record = {

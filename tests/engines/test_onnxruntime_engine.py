@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from diffusegae import build_model, load_pipeline, preset, save_checkpoint
 from diffusegae.checkpoint import load_checkpoint
@@ -71,6 +72,23 @@ def test_every_component_matches_eager(engines, batch):
     }
     print(f"batch {batch}: max abs error {errors}")
     assert max(errors.values()) <= ATOL, errors
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])  # "v": every test above (the tiny32 preset's)
+def test_each_parameterisation_exports_as_eps(prediction, tmp_path):
+    """The conversion to eps is inside the exported graph: ORT's eps equals eager's, mixed t in one call."""
+    base = preset("tiny32")
+    cfg = dataclasses.replace(base, unet=dataclasses.replace(base.unet, prediction=prediction))
+    torch.manual_seed(1)
+    directory = save_checkpoint(randomize(build_model(cfg)).eval(), tmp_path / prediction)
+    torch_engine, ort_engine = TorchEngine(load_checkpoint(directory)), OnnxRuntimeEngine(directory)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
+    t = np.array([0, 500, 999], np.int64)
+    z = torch_engine.encode(x)
+    want, got = torch_engine.eps(x, t, z), ort_engine.eps(x, t, z)
+    # x0 → eps divides by sqrt(1 − ᾱ_0) = 0.01 at t = 0: compare relative to the output's scale
+    assert _max_err(want, got) <= ATOL * max(1.0, float(np.abs(want).max()))
 
 
 def test_edit_matches_the_torch_pipeline(engines):

@@ -16,7 +16,9 @@ def test_unet_eps_shape_and_zero_init(tiny_model):
     t = torch.tensor([0, 500, 999])
     z = torch.randn(3, 512)
     with torch.no_grad():
-        assert torch.count_nonzero(fresh.unet(x, t, z)) == 0  # zero-initialised output conv (BeatGANs)
+        # zero-initialised output conv (BeatGANs): the network says v = 0, which is eps = sqrt(1 − ᾱ_t)·x_t
+        assert fresh.cfg.unet.prediction == "v"
+        assert torch.count_nonzero(fresh.unet.out(torch.randn(3, 32, 32, 32))) == 0
         eps = tiny_model.unet(x, t, z)
     assert eps.shape == x.shape and torch.isfinite(eps).all()
 
@@ -51,6 +53,29 @@ def test_alter_resnet_ends_late_stages_with_attention(tiny_model):
     stages = tiny_model.encoder.stages
     assert isinstance(stages[-1][-1], AttentionBlock)
     assert not any(isinstance(m, AttentionBlock) for m in stages[0].modules())
+
+
+@pytest.mark.parametrize("pool_size", [1, 2, 4])
+def test_alter_resnet_head_keeps_a_pool_size_map(pool_size):
+    """pool_size k: a k×k average map is flattened into the head, so z_sem can say where things are."""
+    cfg = preset("tiny32")
+    cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, pool_size=pool_size))
+    enc = build_model(cfg).encoder.eval()
+    width = cfg.encoder.model_channels * cfg.encoder.channel_mult[-1]
+    assert enc.head[-1].in_features == width * pool_size**2
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert enc(x).shape == (2, 512)
+        # a global pool cannot tell a feature map from its mirror image; a spatial head can
+        trunk = enc.stages(enc.stem(x))
+        flipped = enc.head(trunk.flip(-1))
+    assert torch.allclose(flipped, enc.head(trunk), atol=1e-5) == (pool_size == 1)
+
+
+def test_diffae_encoder_keeps_the_global_pool():
+    cfg = preset("diffae64")
+    with pytest.raises(ValueError, match="pool_size"):
+        dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, pool_size=4))
 
 
 def test_diffae_encoder_head_is_pool_then_1x1_conv():
