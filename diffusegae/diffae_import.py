@@ -18,6 +18,7 @@ from the hyper-parameters, `x_T`, a preset, or the official templates' conventio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from diffusegae.config import EncoderConfig, ModelConfig, UNetConfig, preset
+from diffusegae.config import DiffusionConfig, EncoderConfig, ModelConfig, UNetConfig, preset
 from diffusegae.manipulate import Directions
 
 WEIGHT_SETS = {"ema": "ema_model.", "model": "model."}
@@ -299,6 +300,26 @@ def _describe(cfg: ModelConfig) -> str:
 # ---- the import ----
 
 
+def official_diffusion(hp: dict[str, Any], where: str | Path = "checkpoint") -> DiffusionConfig:
+    """The noise schedule an official checkpoint was trained with (its `beta_scheduler` and `T`).
+
+    Diff-AE's "linear" is Ho et al.'s, stretched to T steps: betas scale·1e-4 .. scale·0.02 with
+    scale = 1000/T. Any other schedule (or a network that does not predict eps) is refused by name: sampling
+    it with these betas would give wrong images without any error."""
+    scheduler = str(hp.get("beta_scheduler", "linear"))
+    if scheduler != "linear":
+        raise DiffAEImportError(
+            f"{where} was trained with the {scheduler!r} beta schedule; diffusegae implements Diff-AE's "
+            "'linear' schedule only"
+        )
+    mean_type = str(hp.get("model_mean_type", "eps")).rsplit(".", 1)[-1].lower()
+    if mean_type != "eps":
+        raise DiffAEImportError(f"{where} predicts {mean_type!r}; official imports must predict 'eps'")
+    steps = int(hp.get("T", 1000))
+    scale = 1000.0 / steps
+    return DiffusionConfig(num_timesteps=steps, beta_start=scale * 1e-4, beta_end=scale * 0.02)
+
+
 def import_diffae(
     checkpoint: str | Path,
     out: str | Path,
@@ -332,6 +353,7 @@ def import_diffae(
             )
     else:
         cfg = infer_config(official.weights, image_size=size, num_heads=heads, hyper_parameters=hp, name=name)
+    cfg = dataclasses.replace(cfg, diffusion=official_diffusion(hp, checkpoint))
     model = build_model(cfg, device="meta")
     state = {official_to_ours(k): v.float() for k, v in official.weights.items()}
     model.load_state_dict(state, strict=True, assign=True)

@@ -40,9 +40,14 @@ def alphas_cumprod(
     return _alphas_cumprod(num_timesteps, beta_start, beta_end)
 
 
+def schedule_args(config: Any) -> tuple[int, float, float]:
+    """(num_timesteps, beta_start, beta_end) of a DiffusionConfig (or anything with those fields)."""
+    return int(config.num_timesteps), float(config.beta_start), float(config.beta_end)
+
+
 def schedule_alphas_cumprod(config: Any) -> np.ndarray:
-    """ᾱ_t of a checkpoint's schedule: anything with num_timesteps, beta_start, beta_end (DiffusionConfig)."""
-    return alphas_cumprod(int(config.num_timesteps), float(config.beta_start), float(config.beta_end))
+    """ᾱ_t of a checkpoint's schedule (its DiffusionConfig)."""
+    return alphas_cumprod(*schedule_args(config))
 
 
 def ddim_timesteps(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> np.ndarray:
@@ -89,9 +94,16 @@ class DDIMSchedule:
 
 
 @lru_cache(maxsize=64)
-def ddim_schedule(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> DDIMSchedule:
+def ddim_schedule(
+    steps: int,
+    num_timesteps: int = NUM_TIMESTEPS,
+    beta_start: float = BETA_START,
+    beta_end: float = BETA_END,
+) -> DDIMSchedule:
+    """The S-step DDIM schedule over the linear betas beta_start..beta_end (a checkpoint's own: pass
+    `*schedule_args(config.diffusion)`)."""
     t = ddim_timesteps(steps, num_timesteps)
-    a = alphas_cumprod(num_timesteps)[t]
+    a = alphas_cumprod(num_timesteps, beta_start, beta_end)[t]
     return DDIMSchedule(
         timesteps=t,
         alpha_bar=a,

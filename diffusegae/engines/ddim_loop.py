@@ -31,9 +31,9 @@ def run(engine: Engine, x: np.ndarray, z_sem: np.ndarray, steps: np.ndarray, inv
 
     Inversion walks schedule index 0, 1, …, S_i−1 (toward noise); sampling walks S_i−1, …, 0.
     """
-    num_timesteps = engine.config.diffusion.num_timesteps
+    schedule = diffusion.schedule_args(engine.config.diffusion)  # the checkpoint's own betas
     steps = np.asarray(steps, dtype=np.int64)
-    schedules = {int(s): diffusion.ddim_schedule(int(s), num_timesteps) for s in np.unique(steps)}
+    schedules = {int(s): diffusion.ddim_schedule(int(s), *schedule) for s in np.unique(steps)}
     update = diffusion.ddim_inverse_step if inverse else diffusion.ddim_step
     x = np.array(x, dtype=np.float32)  # a copy: finished samples are written in place
     for k in range(int(steps.max(initial=0))):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from diffusegae.diffusion import alphas_cumprod, q_sample
+from diffusegae.diffusion import q_sample, schedule_alphas_cumprod
 from diffusegae.engines.pipeline import Pipeline
 from diffusegae.eval.reconstruction import batches, encode_all
 
@@ -49,6 +49,7 @@ def conditioning_use(
     if len(x0) < 2:
         raise ValueError(f"conditioning use needs at least 2 images (one lends its code), got {len(x0)}")
     num_timesteps = pipe.config.diffusion.num_timesteps
+    alpha_bar = schedule_alphas_cumprod(pipe.config.diffusion)
     timesteps = conditioning_timesteps(num_timesteps) if timesteps is None else list(timesteps)
     z_own = encode_all(pipe, x0, batch_size)
     z_other = np.roll(z_own, 1, axis=0)  # every image gets a code that is not its own
@@ -57,13 +58,13 @@ def conditioning_use(
     for t in timesteps:
         noise = rng.standard_normal(x0.shape).astype(np.float32)
         t_batch = np.full(len(x0), t, np.int64)
-        x_t = q_sample(x0, noise, t_batch, num_timesteps)
+        x_t = q_sample(x0, noise, t_batch, alpha_bar=alpha_bar)
         own = _loss(pipe, x_t, t_batch, z_own, noise, batch_size)
         other = _loss(pipe, x_t, t_batch, z_other, noise, batch_size)
         rows.append(
             {
                 "t": int(t),
-                "signal": float(np.sqrt(alphas_cumprod(num_timesteps)[t])),
+                "signal": float(np.sqrt(alpha_bar[t])),
                 "loss_own": own,
                 "loss_other": other,
                 "z_sem_share": 1.0 - own / other if other > 0 else 0.0,

@@ -1,10 +1,12 @@
 """A progress probe between training runs: the decoder's use of z_sem by timestep, in seconds.
 
-    python -m diffusegae.eval.progress --checkpoint CK [--device cuda] [--json FILE]
+    python -m diffusegae.eval.progress --checkpoint CK [--device cuda] [--json FILE] [--probe-images N]
 
 prints the table of `diffusegae eval` (diffusegae.eval.conditioning) on the same held-out images: the same
 --images and --seed give the same numbers. Edits and random-x_T decodes need the share at large t (t ≥ 800
 is where DDIM lays an image out) well above 0, so this says when stage 1 has trained long enough.
+--probe-images N adds linear probes of every attribute on z_sem (the eval's probes on N images): an
+attribute the encoder does not carry cannot be edited, whatever the decoder does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from diffusegae.data import AttributeDataset
 from diffusegae.engines.pipeline import load_pipeline
 from diffusegae.eval.conditioning import conditioning_use
+from diffusegae.eval.probes import probe_matrix, sample_probe_images
+from diffusegae.eval.reconstruction import encode_all
 from diffusegae.eval.report import conditioning_table
 from diffusegae.eval.suite import checkpoint_dataset_seed, held_out_sample
 from diffusegae.images import to_model
@@ -31,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=32, help="held-out images (default 32, as eval)")
     parser.add_argument("--seed", type=int, default=0, help="sample and noise seed (default 0, as eval)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    parser.add_argument(
+        "--probe-images", type=int, default=0, help="also probe z_sem for each attribute on N images (0: no)"
+    )
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args.checkpoint, engine="torch", device=args.device)
@@ -38,6 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, images = held_out_sample(dataset, args.images, args.seed)
     result = conditioning_use(pipe, to_model(images), seed=args.seed)
     print("\n".join(conditioning_table(result)))
+    if args.probe_images:
+        values, probe_images = sample_probe_images(dataset, args.probe_images, args.seed)
+        z_sem = encode_all(pipe, to_model(probe_images), 256)
+        probes = probe_matrix({"z_sem": z_sem}, values, dataset.attributes)
+        result["probes_z_sem"] = probes["rows"]["z_sem"]
+        print(
+            "linear probe on z_sem: " + ", ".join(f"{k} {v:.2f}" for k, v in result["probes_z_sem"].items())
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -132,6 +132,29 @@ def test_image_size_without_hints_follows_the_templates(tmp_path):
     assert read_config(import_diffae(hp, tmp_path / "c")).image_size == 16
 
 
+def test_the_official_schedule_is_carried_and_others_refused_by_name(tmp_path):
+    default = read_config(import_diffae(ref.lightning_checkpoint(tmp_path / "a.ckpt"), tmp_path / "a"))
+    assert (default.diffusion.num_timesteps, default.diffusion.beta_start, default.diffusion.beta_end) == (
+        1000,
+        1e-4,
+        0.02,
+    )
+    # Diff-AE's "linear" for T steps is Ho et al.'s stretched by 1000/T (get_named_beta_schedule)
+    hp = {"beta_scheduler": "linear", "T": 500, "model_mean_type": "ModelMeanType.eps"}
+    half = read_config(
+        import_diffae(ref.lightning_checkpoint(tmp_path / "b.ckpt", hyper_parameters=hp), tmp_path / "b")
+    )
+    assert half.diffusion.num_timesteps == 500
+    assert half.diffusion.beta_start == pytest.approx(2e-4) and half.diffusion.beta_end == pytest.approx(0.04)
+    cosine = ref.lightning_checkpoint(tmp_path / "c.ckpt", hyper_parameters={"beta_scheduler": "cosine"})
+    with pytest.raises(DiffAEImportError, match="the 'cosine' beta schedule; diffusegae implements"):
+        import_diffae(cosine, tmp_path / "c")
+    x0_model = ref.lightning_checkpoint(tmp_path / "d.ckpt", hyper_parameters={"model_mean_type": "start_x"})
+    with pytest.raises(DiffAEImportError, match="predicts 'start_x'"):
+        import_diffae(x0_model, tmp_path / "d")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("name", ["diffae64", "diffae128", "diffae256"])
 def test_templates_are_inferred_from_their_keys(name):
     cfg = preset(name)
