@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from diffusegae import latents
 from diffusegae.export.specs import TensorSpec
 from diffusegae.server.specs import (
     ALPHA_TENSOR,
@@ -87,8 +88,8 @@ def reconstruct(image: Image, steps: int) -> Call:
 
 def edit(source: Image, reference: Image, swap: str | Sequence[str], steps: int) -> Call:
     src, ref = images(source), images(reference)
-    if len(ref) == 1 and len(src) > 1:  # one reference for every source, as Pipeline.edit
-        ref = np.repeat(ref, len(src), axis=0)
+    if len(ref) == 1:  # one reference for every source, as Pipeline.edit (the server checks the rest)
+        ref = latents.one_for_each(ref, len(src))
     n = len(src)
     inputs = {SOURCE: src, REFERENCE: ref, ATTRIBUTES: attribute_names(swap, n)}
     return Call(EDIT, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})

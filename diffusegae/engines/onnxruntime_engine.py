@@ -109,8 +109,21 @@ class OnnxRuntimeEngine:
         return self._run(specs.GAE_DECODE, z_dis)
 
 
-def load_onnxruntime_engine(checkpoint_dir: str | Path, **options: Any) -> OnnxRuntimeEngine:
-    """An OnnxRuntimeEngine over a checkpoint directory (options as in OnnxRuntimeEngine)."""
+def load_onnxruntime_engine(
+    checkpoint_dir: str | Path, device: str | None = None, **options: Any
+) -> OnnxRuntimeEngine:
+    """An OnnxRuntimeEngine over a checkpoint directory (options as in OnnxRuntimeEngine).
+
+    device, when `providers` is not given: "cpu" runs on the CPU provider only, "cuda[:N]" puts the CUDA
+    provider first; None keeps the default (TensorRT, CUDA, CPU, as installed)."""
+    if device is not None and options.get("providers") is None:
+        if device == "cpu":
+            options["providers"] = ["CPUExecutionProvider"]
+        elif device.startswith("cuda"):
+            index = int(device.partition(":")[2] or 0)
+            options["providers"] = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            raise ValueError(f"device must be cpu or cuda[:N], got {device!r}")
     return OnnxRuntimeEngine(checkpoint_dir, **options)
 
 

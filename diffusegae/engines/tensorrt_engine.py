@@ -127,8 +127,14 @@ class TensorRTEngine:
         return self.runners[specs.GAE_DECODE](z_dis)
 
 
-def load_tensorrt_engine(checkpoint_dir: str | Path, **options: Any) -> TensorRTEngine:
-    """A TensorRTEngine over a checkpoint directory (options as in TensorRTEngine)."""
+def load_tensorrt_engine(
+    checkpoint_dir: str | Path, device: str | None = None, **options: Any
+) -> TensorRTEngine:
+    """A TensorRTEngine over a checkpoint directory (options as in TensorRTEngine); device "cuda[:N]"."""
+    if device is not None:
+        if not device.startswith("cuda"):
+            raise ValueError(f"the tensorrt engine runs on a CUDA device (cuda or cuda:N), not {device!r}")
+        options["device"] = int(device.partition(":")[2] or 0)
     return TensorRTEngine(checkpoint_dir, **options)
 
 

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,3 +164,11 @@ class CUDAGraphed:
             with torch.cuda.graph(graph):
                 output = self.fn(*inputs)
         return graph, inputs, output
+
+
+def load_torch_engine(checkpoint_dir: str | Path, device: str | None = None, **options: Any) -> TorchEngine:
+    """A TorchEngine over a checkpoint directory on `device` (default cpu; options as in TorchEngine)."""
+    from diffusegae.checkpoint import load_checkpoint
+
+    device = device or "cpu"
+    return TorchEngine(load_checkpoint(checkpoint_dir, device), device, **options)

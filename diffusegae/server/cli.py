@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from diffusegae.engines.registry import LOOP_ENGINES
 from diffusegae.paths import SHIPPED_CHECKPOINT, SHIPPED_REPOSITORY
-from diffusegae.server.specs import LEAF_BACKENDS, LOOP_ENGINES, PYTHON_ORT
+from diffusegae.server.specs import LEAF_BACKENDS, PYTHON_ORT
 
 
 def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model process")
     parser.add_argument(
         "--loop-engine",
-        choices=LOOP_ENGINES,
+        choices=list(LOOP_ENGINES),
         default=None,
         help="where invert / decode run the UNet: in-process onnxruntime (default for python-ort leaves) or "
         "BLS calls to the unet model (default for native leaves)",

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from diffusegae.checkpoint import load_directions, read_config
+from diffusegae.engines.registry import DEFAULT_LOOP_ENGINE, LOOP_ENGINES
 from diffusegae.server.graph import ensembles
 from diffusegae.server.pbtxt import HEADER, config_text
 from diffusegae.server.specs import (
@@ -24,7 +25,6 @@ from diffusegae.server.specs import (
     ENSEMBLE,
     INVERT,
     LEAF_BACKENDS,
-    LOOP_ENGINES,
     ONNXRUNTIME,
     PARAM_CHECKPOINT,
     PARAM_DIRECTIONS,
@@ -76,7 +76,7 @@ def build_repository(
     if threads < 1:
         raise ValueError(f"threads must be a positive number, got {threads}")
     # Native leaves run where the loop cannot call them in-process: the loop goes over BLS to `unet`.
-    loop_engine = loop_engine or (LOOP_ENGINES[0] if leaf_backend == PYTHON_ORT else "bls")
+    loop_engine = loop_engine or (DEFAULT_LOOP_ENGINE if leaf_backend == PYTHON_ORT else "bls")
     if loop_engine not in LOOP_ENGINES:
         raise ValueError(f"unknown loop engine {loop_engine!r}; choose from {', '.join(LOOP_ENGINES)}")
     checkpoint = Path(checkpoint_dir).resolve()

@@ -72,10 +72,9 @@ PARAM_CHECKPOINT = "checkpoint"  # checkpoint directory; a relative path is reso
 # checkpoint.py imports), and the models that load the checkpoint check it is the one the repository is for.
 PARAM_MODEL_CONFIG = "model_config"
 PARAM_THREADS = "threads"  # onnxruntime intra-op threads per model process
-PARAM_ENGINE = "engine"  # loop models: where eps runs (LOOP_ENGINES)
+PARAM_ENGINE = "engine"  # loop models: where eps runs (a name of engines.registry.LOOP_ENGINES)
 # The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
 PARAM_DIRECTIONS = "directions"
-LOOP_ENGINES = ("onnxruntime", "bls")  # in-process OnnxRuntimeEngine, or BLS calls to the `unet` model
 
 
 def resolve_checkpoint(reference: str, repository: str | Path) -> Path:

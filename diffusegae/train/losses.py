@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusegae.diffusion import q_sample
+from diffusegae.latents import chunk_masks, reassemble, swap
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,29 +52,6 @@ def standardize(z_sem: torch.Tensor, z_mean: torch.Tensor, z_std: torch.Tensor) 
     return (z_sem - z_mean) / z_std
 
 
-def chunk_masks(chunks: Sequence[slice], width: int, device: torch.device | None = None) -> torch.Tensor:
-    """bool [K, width]: row k is True on chunk k. Chunks must not overlap."""
-    masks = torch.zeros(len(chunks), width, dtype=torch.bool, device=device)
-    for k, sl in enumerate(chunks):
-        masks[k, sl] = True
-    if (masks.sum(0) > 1).any():
-        raise ValueError(f"attribute chunks overlap: {list(chunks)}")
-    return masks
-
-
-def swap_chunk(into: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`into` with the masked chunk taken from `source` (both [N, width], mask [width])."""
-    return torch.where(mask, source, into)
-
-
-def reassemble(base: torch.Tensor, sources: Sequence[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
-    """Chunk k from sources[k] for every k; dimensions no chunk covers keep `base`."""
-    out = base
-    for source, mask in zip(sources, masks, strict=True):
-        out = swap_chunk(out, source, mask)
-    return out
-
-
 def reconstruction_loss(decode: Map, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """L_r: every member reconstructs, mean over members of |D(E(z)) − z|; codes = E(z), [N, width]."""
     flat = z.reshape(-1, z.shape[-1])
@@ -98,9 +76,9 @@ def swap_loss(decode: Map, z: torch.Tensor, codes: torch.Tensor, masks: torch.Te
     centre, partners = codes[:, 0], codes[:, 1:]
     inputs, targets = [], []
     for k in range(k_attrs):
-        inputs.append(swap_chunk(centre, partners[:, k], masks[k]))  # 1.
+        inputs.append(swap(centre, partners[:, k], masks[k]))  # 1.
         targets.append(z[:, 0])
-        inputs.append(swap_chunk(partners[:, k], centre, masks[k]))  # 2.
+        inputs.append(swap(partners[:, k], centre, masks[k]))  # 2.
         targets.append(z[:, 1 + k])
     inputs.append(reassemble(centre, [partners[:, k] for k in range(k_attrs)], masks))  # 3.
     targets.append(z[:, 0])
@@ -143,7 +121,7 @@ def gae_losses(
         raise ValueError(f"z must be [B, 1+K, D] with K={len(chunks)} attributes, got {tuple(z.shape)}")
     b, m, d = z.shape
     codes = encode(z.reshape(b * m, d))
-    masks = chunk_masks(chunks, codes.shape[-1], codes.device)
+    masks = torch.from_numpy(chunk_masks(chunks, codes.shape[-1])).to(codes.device)
     l_r = reconstruction_loss(decode, z, codes)
     l_ss = swap_loss(decode, z, codes, masks)
     l_ur = reassembly_loss(encode, decode, codes, masks, generator)

@@ -7,14 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from diffusegae import build_model, preset
-from diffusegae.train.losses import (
-    chunk_masks,
-    diffusion_loss,
-    gae_losses,
-    reassemble,
-    reassembly_loss,
-    swap_chunk,
-)
+from diffusegae.latents import chunk_masks
+from diffusegae.train.losses import diffusion_loss, gae_losses, reassembly_loss
 from diffusegae.train.stages import STAGES, simple_loss, step_generator
 
 CHUNKS = [slice(0, 6), slice(6, 8), slice(8, 10)]  # three attributes, z_dis width 10
@@ -40,16 +34,6 @@ def groups(batch: int, share: bool = True, seed: int = 0) -> torch.Tensor:
         for k, sl in enumerate(CHUNKS):
             z[:, 1 + k, sl] = z[:, 0, sl]
     return z
-
-
-def test_swap_and_reassemble() -> None:
-    masks = chunk_masks(CHUNKS, WIDTH)
-    a, b = torch.zeros(2, WIDTH), torch.ones(2, WIDTH)
-    assert swap_chunk(a, b, masks[1]).sum(1).tolist() == [2.0, 2.0]
-    parts = [torch.full((1, WIDTH), float(k + 1)) for k in range(3)]
-    assert reassemble(torch.zeros(1, WIDTH), parts, masks).tolist() == [[1.0] * 6 + [2.0] * 2 + [3.0] * 2]
-    with pytest.raises(ValueError, match="overlap"):
-        chunk_masks([slice(0, 4), slice(3, 6)], WIDTH)
 
 
 def test_all_gae_losses_vanish_when_the_group_property_holds_by_construction() -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from diffusegae.checks import RequestError
 from diffusegae.config import ModelConfig
 from diffusegae.server.pbtxt import config_dims
 from diffusegae.server.specs import (
@@ -27,12 +28,16 @@ from diffusegae.server.specs import (
     resolve_checkpoint,
     served_model,
 )
-from diffusegae.server.validation import RequestError
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusegae.engines.base import Engine
 
 Arrays = dict[str, np.ndarray]
+
+
+def in_process_engine(model: BatchedModel) -> Engine:
+    """The loop engine "onnxruntime" (engines/registry.py): the model's checkpoint in-process."""
+    return model.load_engine()
 
 
 def error_response(message: str, code: Any) -> Any:

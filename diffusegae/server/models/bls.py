@@ -6,6 +6,8 @@ back host arrays (the DDIM update runs in numpy). Unverified on GPU: no GPU mach
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -40,3 +42,8 @@ class BLSEngine:
         raise NotImplementedError("the BLS engine serves the loop models: eps only")
 
     gae_encode = gae_decode = encode
+
+
+def bls_engine(model: Any) -> BLSEngine:
+    """The loop engine "bls" (engines/registry.py) for a python-backend model."""
+    return BLSEngine(model.config)

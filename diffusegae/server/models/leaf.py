@@ -6,8 +6,8 @@ steps, and BLS (the loop models' `bls` engine calls `unet`).
 
 from __future__ import annotations
 
+from diffusegae import checks
 from diffusegae.export.specs import ENCODER, GAE_DECODE, GAE_ENCODE, TIMESTEP, UNET
-from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 
 # component → the Engine protocol method that runs it
@@ -20,10 +20,10 @@ class TritonPythonModel(BatchedModel):
         self.method = getattr(self.engine, METHODS[self.name])
 
     def check(self, inputs: Arrays) -> Arrays:
-        validation.same_batch(**inputs)
+        checks.same_batch(**inputs)
         num_timesteps = self.config.diffusion.num_timesteps
         return {
-            name: validation.timesteps(x, num_timesteps) if name == TIMESTEP else validation.finite(name, x)
+            name: checks.timesteps(x, num_timesteps) if name == TIMESTEP else checks.finite(name, x)
             for name, x in inputs.items()
         }
 

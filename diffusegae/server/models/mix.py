@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffusegae import diffusion
+from diffusegae import checks, latents
 from diffusegae.export.specs import X_T, Z_DIS, Z_SEM
-from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 from diffusegae.server.specs import ALPHA, ATTRIBUTES, pair
 
@@ -23,15 +22,15 @@ class TritonPythonModel(BatchedModel):
         self.operands = (*pair(self.code), *pair(X_T))
 
     def check(self, inputs: Arrays) -> Arrays:
-        validation.same_batch(**inputs)
-        checked = {name: validation.finite(name, inputs[name]) for name in self.operands}
-        checked[ALPHA] = validation.alphas(inputs[ALPHA])
+        checks.same_batch(**inputs)
+        checked = {name: checks.finite(name, inputs[name]) for name in self.operands}
+        checked[ALPHA] = checks.alphas(inputs[ALPHA])
         n = len(checked[ALPHA])
         gae = self.config.gae
         if gae is None:
             checked[MASK] = np.ones((n, inputs[self.operands[0]].shape[1]), dtype=bool)
         elif ATTRIBUTES in inputs:
-            checked[MASK] = validation.attribute_mask(inputs[ATTRIBUTES], gae)
+            checked[MASK] = checks.attribute_mask(inputs[ATTRIBUTES], gae)
         else:
             checked[MASK] = np.ones((n, gae.z_dis_channels), dtype=bool)
         return checked
@@ -39,5 +38,5 @@ class TritonPythonModel(BatchedModel):
     def compute(self, batch: Arrays) -> Arrays:
         code_a, code_b, x_t_a, x_t_b = (batch[name] for name in self.operands)
         alpha = batch[ALPHA].astype(np.float64)  # Pipeline's alpha is a Python float
-        code = np.where(batch[MASK], diffusion.lerp(code_a, code_b, alpha), code_a)
-        return {self.code: code, X_T: diffusion.slerp(x_t_a, x_t_b, alpha)}
+        code = latents.interpolate(code_a, code_b, alpha, batch[MASK])
+        return {self.code: code, X_T: latents.interpolate_noise(x_t_a, x_t_b, alpha)}

@@ -7,9 +7,9 @@ present differ from op to op, so requests are handled one by one (a cheap conver
 
 from __future__ import annotations
 
+from diffusegae import checks
 from diffusegae.export.specs import X0
 from diffusegae.images import to_model
-from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 from diffusegae.server.specs import ALPHA, AMP, ATTRIBUTES, DIRECTION, SEED, STEPS, image_inputs, named
 
@@ -20,22 +20,22 @@ class TritonPythonModel(BatchedModel):
         size, name = self.config.image_size, self.config.name
 
         def images(image: str):
-            return lambda x: validation.images(image, x, size, name)
+            return lambda x: checks.images(image, x, size, name)
 
         self.checks = {
             **{image: images(image) for image in self.images},
-            STEPS: lambda x: validation.steps(x, self.config.diffusion.num_timesteps),
-            SEED: validation.seeds,
-            ALPHA: validation.alphas,
-            ATTRIBUTES: lambda x: validation.attribute_mask(x, self.config.gae),
-            DIRECTION: lambda x: validation.direction_indices(x, self.directions),
-            AMP: validation.amps,
+            STEPS: lambda x: checks.steps(x, self.config.diffusion.num_timesteps),
+            SEED: checks.seeds,
+            ALPHA: checks.alphas,
+            ATTRIBUTES: lambda x: checks.attribute_mask(x, self.config.gae),
+            DIRECTION: lambda x: checks.direction_indices(x, self.directions),
+            AMP: checks.amps,
         }
 
     def check(self, inputs: Arrays) -> Arrays:
         if not any(name in inputs for name in self.images):
-            raise validation.RequestError(f"send at least one image: any of {', '.join(self.images)}")
-        validation.same_batch(**inputs)
+            raise checks.RequestError(f"send at least one image: any of {', '.join(self.images)}")
+        checks.same_batch(**inputs)
         for name, x in inputs.items():
             self.checks[name](x)
         return {name: x for name, x in inputs.items() if name in self.images}

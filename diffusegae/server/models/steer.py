@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from diffusegae import checks
 from diffusegae.checkpoint import load_directions
 from diffusegae.export.specs import Z_SEM
-from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 from diffusegae.server.specs import AMP, DIRECTION
 
@@ -19,11 +19,11 @@ class TritonPythonModel(BatchedModel):
             )
 
     def check(self, inputs: Arrays) -> Arrays:
-        validation.same_batch(**inputs)
+        checks.same_batch(**inputs)
         return {
-            Z_SEM: validation.finite(Z_SEM, inputs[Z_SEM]),
-            DIRECTION: validation.direction_indices(inputs[DIRECTION], self.directions),
-            AMP: validation.amps(inputs[AMP]),
+            Z_SEM: checks.finite(Z_SEM, inputs[Z_SEM]),
+            DIRECTION: checks.direction_indices(inputs[DIRECTION], self.directions),
+            AMP: checks.amps(inputs[AMP]),
         }
 
     def compute(self, batch: Arrays) -> Arrays:

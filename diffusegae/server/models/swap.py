@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from diffusegae import checks, latents
 from diffusegae.export.specs import Z_DIS
-from diffusegae.server import validation
 from diffusegae.server.models.base import Arrays, BatchedModel
 from diffusegae.server.specs import ATTRIBUTES, pair
 
@@ -14,12 +12,12 @@ SOURCE, REFERENCE = pair(Z_DIS)
 
 class TritonPythonModel(BatchedModel):
     def check(self, inputs: Arrays) -> Arrays:
-        validation.same_batch(**inputs)
+        checks.same_batch(**inputs)
         return {
-            SOURCE: validation.finite(SOURCE, inputs[SOURCE]),
-            REFERENCE: validation.finite(REFERENCE, inputs[REFERENCE]),
-            ATTRIBUTES: validation.attribute_mask(inputs[ATTRIBUTES], self.config.gae),
+            SOURCE: checks.finite(SOURCE, inputs[SOURCE]),
+            REFERENCE: checks.finite(REFERENCE, inputs[REFERENCE]),
+            ATTRIBUTES: checks.attribute_mask(inputs[ATTRIBUTES], self.config.gae),
         }
 
     def compute(self, batch: Arrays) -> Arrays:
-        return {Z_DIS: np.where(batch[ATTRIBUTES], batch[REFERENCE], batch[SOURCE])}
+        return {Z_DIS: latents.swap(batch[SOURCE], batch[REFERENCE], batch[ATTRIBUTES])}

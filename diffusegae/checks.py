@@ -1,14 +1,16 @@
-"""Checks on one request's values, shared by every python-backend model.
+"""Checks on a request's values: the one home of them, for the in-process Pipeline and for every
+python-backend model of the server (whose `prepare` step runs them first), with the same messages.
 
-Triton itself rejects wrong dtypes, ranks, batch sizes and missing inputs before a model sees them; what
-reaches these functions has the declared types. Each check raises RequestError with a message that says
-what to send instead; the model answers that request with INVALID_ARG and still serves the others.
+Each check raises RequestError (a ValueError) with a message that says what to send instead. On the server,
+Triton has already rejected wrong dtypes, ranks and missing inputs; the model answers a request that fails
+here with INVALID_ARG and still serves the others. Numpy only: the glue models stay light.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from diffusegae import latents
 from diffusegae.config import GAEConfig
 from diffusegae.manipulate import direction_index
 
@@ -36,6 +38,24 @@ def finite(name: str, x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+def model_images(name: str, x: np.ndarray, size: int) -> np.ndarray:
+    """float [B, 3, size, size] images in model space ([-1, 1]), finite, as float32."""
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[1:] != (3, size, size):
+        raise RequestError(
+            f"{name} must be float32 [B,3,{size},{size}] in [-1,1] (model space), got shape {x.shape}"
+        )
+    return finite(name, x)
+
+
+def codes(name: str, z: np.ndarray, width: int) -> np.ndarray:
+    """float [B, width] latent codes, finite, as float32."""
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[1] != width:
+        raise RequestError(f"{name} must be float32 [B,{width}], got shape {z.shape}")
+    return finite(name, z)
+
+
 def images(name: str, x: np.ndarray, size: int, checkpoint: str) -> np.ndarray:
     """uint8 [B, size, size, 3] RGB images for this checkpoint."""
     x = np.asarray(x)
@@ -51,18 +71,24 @@ def images(name: str, x: np.ndarray, size: int, checkpoint: str) -> np.ndarray:
     return x
 
 
-def steps(x: np.ndarray, num_timesteps: int) -> np.ndarray:
-    """DDIM step counts, one per row: each must have an integer stride (diffusion.ddim_timesteps)."""
+def step_count(value: int, num_timesteps: int) -> int:
+    """One DDIM step count: it must have an integer stride (diffusion.ddim_timesteps says which do)."""
     from diffusegae.diffusion import ddim_timesteps  # only the loop models pay for importing it
 
+    try:
+        ddim_timesteps(value, num_timesteps)
+    except (TypeError, ValueError) as err:
+        raise RequestError(f"{err} (20 is a good default)") from None
+    return int(value)
+
+
+def steps(x: np.ndarray, num_timesteps: int) -> np.ndarray:
+    """DDIM step counts, one per row ([B, 1] → int64 [B]), each checked by `step_count`."""
     values = np.asarray(x).reshape(len(x), -1)
     if values.shape[1] != 1 or not np.issubdtype(values.dtype, np.integer):
         raise RequestError(f"steps must be one integer per image ([B,1]), got {values.dtype} {list(x.shape)}")
     for value in np.unique(values):
-        try:
-            ddim_timesteps(int(value), num_timesteps)
-        except ValueError as err:
-            raise RequestError(f"{err} (20 is a good default)") from None
+        step_count(int(value), num_timesteps)
     return values[:, 0].astype(np.int64)
 
 
@@ -142,8 +168,7 @@ def attribute_mask(x: np.ndarray, gae: GAEConfig) -> np.ndarray:
     rows = np.asarray(x, dtype=object).reshape(len(x), -1)
     mask = np.zeros((len(rows), gae.z_dis_channels), dtype=bool)
     for i, row in enumerate(rows):
-        for name in attribute_names(row, gae):
-            mask[i, gae.chunk(name)] = True
+        mask[i] = latents.attribute_mask(gae, attribute_names(row, gae))
     return mask
 
 

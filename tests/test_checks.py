@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffusegae import preset
+from diffusegae import checks, preset
+from diffusegae.checks import RequestError
 from diffusegae.diffusion import valid_step_counts
 from diffusegae.engines import Pipeline, ddim_loop
-from diffusegae.server import validation
-from diffusegae.server.validation import RequestError
 
-from ..conftest import OracleEngine
+from .conftest import OracleEngine
 
 GAE = preset("tiny32").gae
 
@@ -28,12 +27,12 @@ GAE = preset("tiny32").gae
 )
 def test_bad_step_counts_say_what_to_send(value, phrase):
     with pytest.raises(RequestError, match=phrase):
-        validation.steps(np.array([[20], [value]], np.int32), 1000)
+        checks.steps(np.array([[20], [value]], np.int32), 1000)
 
 
 def test_every_valid_step_count_passes():
     counts = np.array(valid_step_counts(), np.int32)[:, None]
-    np.testing.assert_array_equal(validation.steps(counts, 1000), counts[:, 0])
+    np.testing.assert_array_equal(checks.steps(counts, 1000), counts[:, 0])
 
 
 @pytest.mark.parametrize(
@@ -47,11 +46,11 @@ def test_every_valid_step_count_passes():
 )
 def test_bad_attribute_names(names, phrase):
     with pytest.raises(RequestError, match=phrase):
-        validation.attribute_mask(np.array([names], dtype=object).reshape(1, len(names)), GAE)
+        checks.attribute_mask(np.array([names], dtype=object).reshape(1, len(names)), GAE)
 
 
 def test_attribute_mask_marks_the_named_chunks():
-    mask = validation.attribute_mask(np.array([[b"background"], [b"identity"]], dtype=object), GAE)
+    mask = checks.attribute_mask(np.array([[b"background"], [b"identity"]], dtype=object), GAE)
     assert mask.shape == (2, 100)
     assert mask[0, 60:80].all() and mask[0].sum() == 20
     assert mask[1, :60].all() and mask[1].sum() == 60
@@ -60,12 +59,12 @@ def test_attribute_mask_marks_the_named_chunks():
 @pytest.mark.parametrize("alpha", [np.nan, np.inf, -np.inf])
 def test_alpha_must_be_finite(alpha):
     with pytest.raises(RequestError, match="alpha must be a finite number"):
-        validation.alphas(np.array([[0.5], [alpha]], np.float32))
+        checks.alphas(np.array([[0.5], [alpha]], np.float32))
 
 
 def test_seed_must_not_be_negative():
     with pytest.raises(RequestError, match=r"seed must be an integer in 0\.\.9223372036854775807, got -1"):
-        validation.seeds(np.array([[0], [-1]], np.int64))
+        checks.seeds(np.array([[0], [-1]], np.int64))
 
 
 @pytest.mark.parametrize(
@@ -74,14 +73,14 @@ def test_seed_must_not_be_negative():
 )
 def test_images_for_the_checkpoint(shape, phrase):
     with pytest.raises(RequestError, match=phrase):
-        validation.images("image", np.zeros(shape, np.uint8), 32, "tiny32")
+        checks.images("image", np.zeros(shape, np.uint8), 32, "tiny32")
 
 
 def test_finite_names_the_rows():
     x = np.zeros((7, 4), np.float32)
     x[[1, 6], 0] = np.inf
     with pytest.raises(RequestError, match=r"x_t contains NaN or infinity \(rows 1, 6\)"):
-        validation.finite("x_t", x)
+        checks.finite("x_t", x)
 
 
 @pytest.fixture(scope="module")
