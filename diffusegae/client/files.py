@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import glob
 import io
-import os
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +22,10 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from diffusegae.client.errors import Retry, ServerError
+from diffusegae.fileio import TMP_SUFFIX, write_atomic
 from diffusegae.server.specs import EDIT, OUTPUT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-TMP_SUFFIX = ".diffusegae-tmp"
 
 
 class BatchError(ValueError):
@@ -121,21 +119,6 @@ def read_image(path: Path, size: int, resize: bool = False) -> np.ndarray:
         raise InputError("not an image file PIL can read") from None
     except Exception as err:  # a corrupt file can make a decoder raise almost anything
         raise InputError(f"unreadable image ({type(err).__name__}: {err})") from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file all at once: to a temp file beside `path`, synced, then renamed over `path`."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_png(image: np.ndarray, path: Path) -> None:

@@ -17,8 +17,6 @@ those changes. One timing cache file next to the plans is loaded before and save
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,22 +27,21 @@ import torch
 from diffusegae.checkpoint import read_config
 from diffusegae.engines.base import require_gae
 from diffusegae.export import specs
-from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
+from diffusegae.export.cache import read_manifest, write_manifest
 from diffusegae.export.onnx_export import export_checkpoint
+from diffusegae.export.tensorrt import (
+    ONNX_OPSET,
+    build_plan,
+    check_options,
+    needs_build,
+    onnx_keys,
+    plan_key,
+    profile_shapes,
+    require_tensorrt,
+)
 
 TRT_DIR = "tensorrt"  # default plan cache inside the checkpoint
 TRT_FUSED_DIR = "tensorrt-fused"  # the same for fused_adagn=True
-TIMING_CACHE = "timing.cache"
-PRECISIONS = ("fp16", "fp32")
-# Opset ≤ 20 exports GroupNorm as InstanceNormalization; TensorRT 10.7 is reported to reject opset 21's
-# per-channel GroupNormalization.
-ONNX_OPSET = 17
-MIN_TRT_MAJOR = 10
-UNAVAILABLE = (
-    "TensorRT engine needs the tensorrt package and a CUDA GPU; unverified on this project's machines"
-)
-
-Shapes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
 class TensorRTEngine:
@@ -100,7 +97,7 @@ class TensorRTEngine:
             key = plan_key(spec, onnx_key[spec.name], trt.__version__, gpu, precision, workspace_gb)
             if needs_build(entries.get(spec.name), key, plan):
                 with torch.cuda.device(self.device):
-                    build_plan(trt, logger, onnx_paths[spec.name], plan, spec, precision, workspace_gb)
+                    build_plan(onnx_paths[spec.name], plan, spec, precision, workspace_gb, trt, logger)
                 entries[spec.name] = {"file": plan.name, "key": key}
                 write_manifest(self.engine_dir, entries)
             self.plans[spec.name] = plan
@@ -136,111 +133,6 @@ def load_tensorrt_engine(
             raise ValueError(f"the tensorrt engine runs on a CUDA device (cuda or cuda:N), not {device!r}")
         options["device"] = int(device.partition(":")[2] or 0)
     return TensorRTEngine(checkpoint_dir, **options)
-
-
-def check_options(precision: str, workspace_gb: float) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if not workspace_gb > 0:
-        raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
-
-
-def require_tensorrt(device: int = 0) -> ModuleType:
-    """The tensorrt module, or RuntimeError saying what is missing (package, GPU, or a TensorRT ≥ 10)."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as error:  # OSError: the wheel is there but libnvinfer does not load
-        raise RuntimeError(f"{UNAVAILABLE} (import tensorrt failed: {error})") from error
-    if not torch.cuda.is_available() or not 0 <= device < torch.cuda.device_count():
-        raise RuntimeError(f"{UNAVAILABLE} (no CUDA device {device} visible to torch)")
-    major = str(getattr(trt, "__version__", "0")).split(".")[0]
-    if not major.isdigit() or int(major) < MIN_TRT_MAJOR:
-        raise RuntimeError(f"{UNAVAILABLE} (found TensorRT {trt.__version__}; the engine uses the 10.x API)")
-    return trt
-
-
-def profile_shapes(spec: specs.ExportSpec) -> dict[str, Shapes]:
-    """Per input: (min, opt, max) shapes, the batch axis from the spec's BatchProfile, other axes fixed."""
-    p = spec.profile
-    return {
-        t.name: (t.concrete_shape(p.min), t.concrete_shape(p.opt), t.concrete_shape(p.max))
-        for t in spec.inputs
-    }
-
-
-def onnx_keys(onnx_dir: Path) -> dict[str, str]:
-    """Per component, the hash of what its ONNX file was built from (= its `diffusegae.key` model prop)."""
-    return {name: sha256(canonical(entry["key"])) for name, entry in read_manifest(onnx_dir).items()}
-
-
-def plan_key(
-    spec: specs.ExportSpec, onnx_key: str, trt_version: str, gpu: str, precision: str, workspace_gb: float
-) -> dict[str, Any]:
-    """Everything a plan depends on (a plan only runs on the TensorRT version and GPU it was built on)."""
-    return {
-        "onnx": onnx_key,
-        "tensorrt": trt_version,
-        "gpu": gpu,
-        "precision": precision,
-        "workspace_gb": workspace_gb,
-        "spec": sha256(spec.fingerprint().encode()),
-    }
-
-
-def needs_build(entry: dict[str, Any] | None, key: dict[str, Any], plan: Path) -> bool:
-    return entry is None or entry.get("key") != key or not plan.is_file()
-
-
-def build_plan(
-    trt: ModuleType,
-    logger: Any,
-    onnx_path: Path,
-    plan: Path,
-    spec: specs.ExportSpec,
-    precision: str,
-    workspace_gb: float,
-) -> None:
-    """ONNX → serialized engine at `plan` (written atomically), through the shared timing cache."""
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if precision == "fp16":
-        if not hasattr(trt.BuilderFlag, "FP16"):
-            # Weak typing (precision flags) was deprecated in TensorRT 10.12 and removed in 11.
-            raise RuntimeError(
-                f"precision='fp16' uses BuilderFlag.FP16, which TensorRT {trt.__version__} no longer has; "
-                "use TensorRT 10.x or precision='fp32'"
-            )
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for name, (low, opt, high) in profile_shapes(spec).items():
-        profile.set_shape(name, low, opt, high)
-    config.add_optimization_profile(profile)
-
-    cache_path = plan.parent / TIMING_CACHE
-    cached = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(cached)
-    # A cache from another GPU or TensorRT version fails verification: start an empty one instead.
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build {spec.name} from {onnx_path} (see its log above)")
-    _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
-    _write_atomic(plan, memoryview(serialized))
-
-
-def _write_atomic(path: Path, data: memoryview) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    publish(Path(tmp), path)
 
 
 class _PlanRunner:

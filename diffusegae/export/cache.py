@@ -1,15 +1,15 @@
 """The on-disk build caches (ONNX files, TensorRT plans): a JSON manifest of what each file was built from,
-and atomic publication, shared by every builder so they keep one format.
+written atomically (fileio.py), shared by every builder so they keep one format.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from diffusegae.fileio import write_json_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -26,17 +26,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
 
 
 def write_manifest(out: Path, entries: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"version": MANIFEST_VERSION, "models": entries}, f, indent=2, sort_keys=True)
-        f.write("\n")
-    publish(Path(tmp), out / MANIFEST)
-
-
-def publish(tmp: Path, path: Path) -> None:
-    # mkstemp makes owner-only files; a server running as another user must be able to read the cache.
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    write_json_atomic(out / MANIFEST, {"version": MANIFEST_VERSION, "models": entries}, sort_keys=True)
 
 
 def canonical(value: Any) -> bytes:

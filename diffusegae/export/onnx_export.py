@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffusegae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config
-from diffusegae.export.cache import canonical, publish, read_manifest, sha256, write_manifest
+from diffusegae.export.cache import canonical, read_manifest, sha256, write_manifest
 from diffusegae.export.specs import BATCH, ExportSpec, specs_for
+from diffusegae.fileio import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -169,11 +168,8 @@ def _export_spec(
         t.name: {axis: BATCH for axis, dim in enumerate(t.shape) if dim == BATCH}
         for t in (*spec.inputs, *spec.outputs)
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     fused = custom_op.onnx_export_mode() if fused_adagn else contextlib.nullcontext()
-    try:
+    with atomic_path(path) as tmp:
         with torch.no_grad(), fused, warnings.catch_warnings():
             # Choosing the TorchScript exporter is deliberate (see the module docstring); its deprecation
             # notices would fail warnings-as-errors runs.
@@ -202,9 +198,6 @@ def _export_spec(
         onnx.checker.check_model(proto, full_check=True)
         # Weights stay inside the file: a single .onnx per model is what Triton and the cache expect.
         onnx.save(proto, str(tmp), save_as_external_data=False)
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_names(spec: ExportSpec, proto: onnx.ModelProto) -> None:

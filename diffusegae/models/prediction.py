@@ -36,11 +36,14 @@ class EpsFromPrediction(nn.Module):
     def forward(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction == "eps":
             return out
-        a = self.sqrt_ab.float()[t].view(-1, 1, 1, 1)
-        s = self.sqrt_1m_ab.float()[t].view(-1, 1, 1, 1)
-        out32, x32 = out.float(), x_t.float()
+        # The conversion runs in fp32 whatever the network's dtype (a no-op, and no graph node, in fp32);
+        # coefficients are indexed per sample, so one call can mix timesteps.
+        a = self.sqrt_ab.float()[t][:, None, None, None]
+        s = self.sqrt_1m_ab.float()[t][:, None, None, None]
+        out32 = out if out.dtype == torch.float32 else out.float()
+        x32 = x_t if x_t.dtype == torch.float32 else x_t.float()
         eps = a * out32 + s * x32 if self.prediction == "v" else (x32 - a * out32) / s
-        return eps.to(out.dtype)
+        return eps if eps.dtype == out.dtype else eps.to(out.dtype)
 
     def extra_repr(self) -> str:
         return f"prediction={self.prediction!r}"

@@ -54,6 +54,13 @@ __all__ = ["TritonPythonModel"]
 '''
 
 
+# Where users of `--leaf-backend tensorrt` get TensorRT (appended to the gate's message).
+NGC_HINT = (
+    "build the repository where TensorRT is installed (e.g. inside nvcr.io/nvidia/tritonserver:<ver>-py3 "
+    "after `pip install tensorrt`), or use leaf backend 'onnxruntime'"
+)
+
+
 def build_repository(
     checkpoint_dir: str | Path,
     out_dir: str | Path,
@@ -83,9 +90,9 @@ def build_repository(
     config = read_config(checkpoint)
     check_attribute_names(config)
     if leaf_backend == TENSORRT:
-        from diffusegae.server.tensorrt import require_tensorrt
+        from diffusegae.export.tensorrt import require_tensorrt
 
-        require_tensorrt()  # before anything is written
+        require_tensorrt(hint=NGC_HINT)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ref = checkpoint_ref if checkpoint_ref is not None else default_checkpoint_ref(checkpoint, out)
@@ -121,7 +128,7 @@ def build_repository(
             shutil.copyfile(onnx_files[spec.name], version / MODEL_FILES[ONNXRUNTIME])
         elif spec.backend == TENSORRT:
             from diffusegae.export.specs import spec_by_name
-            from diffusegae.server.tensorrt import build_plan
+            from diffusegae.export.tensorrt import build_plan
 
             plan = version / MODEL_FILES[TENSORRT]
             build_plan(onnx_files[spec.name], plan, spec_by_name(config, spec.name))

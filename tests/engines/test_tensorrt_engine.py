@@ -15,19 +15,11 @@ import torch
 from diffusegae import preset, save_checkpoint
 from diffusegae.checkpoint import load_checkpoint
 from diffusegae.engines import Engine
-from diffusegae.engines.tensorrt_engine import (
-    TRT_DIR,
-    UNAVAILABLE,
-    TensorRTEngine,
-    load_tensorrt_engine,
-    needs_build,
-    onnx_keys,
-    plan_key,
-    profile_shapes,
-)
+from diffusegae.engines.tensorrt_engine import TRT_DIR, TensorRTEngine, load_tensorrt_engine
 from diffusegae.engines.torch_engine import TorchEngine
 from diffusegae.export import specs
 from diffusegae.export.onnx_export import ONNX_DIR, export_checkpoint
+from diffusegae.export.tensorrt import UNAVAILABLE, needs_build, onnx_keys, plan_key, profile_shapes
 
 TRT_AVAILABLE = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 FP16_ATOL = 2e-2  # fp16 kernels through a whole UNet vs fp32 eager
