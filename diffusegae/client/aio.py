@@ -11,7 +11,6 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
 from diffusegae.client.calls import Call
-from diffusegae.client.errors import ServerError
 from diffusegae.client.ops import Ops, infer_args
 
 
@@ -23,20 +22,11 @@ class AsyncClient(Ops[Awaitable[np.ndarray]]):
 
     async def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)
-        attempt = 0
-        while True:
-            try:
-                result = await self._grpc.infer(
-                    call.model, inputs, outputs=outputs, client_timeout=self.timeout
-                )
-                return result.as_numpy(call.output)
-            except InferenceServerException as err:
-                error = ServerError.from_triton(err)
-                delay = self.retry.delay(attempt, error)
-                if delay is None:
-                    raise error from None
-                await asyncio.sleep(delay)
-                attempt += 1
+        infer = self._grpc.infer
+        result = await self.retry.acall(
+            lambda: infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
+        )
+        return result.as_numpy(call.output)
 
     async def is_ready(self) -> bool:
         try:

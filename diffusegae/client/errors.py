@@ -1,10 +1,16 @@
-"""One exception type for every failed call, and the retry policy both clients share."""
+"""One exception type for every failed call, and the retry policy (and its loop) every caller shares."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tritonclient.utils import InferenceServerException
+
+T = TypeVar("T")
 
 RETRYABLE = frozenset({"UNAVAILABLE"})  # the server is starting, restarting or unreachable: try again
 
@@ -47,3 +53,29 @@ class Retry:
         if not error.retryable or attempt >= self.retries:
             return None
         return min(self.backoff * 2**attempt, self.max_delay)
+
+    def _wait(self, attempt: int, err: InferenceServerException) -> float:
+        """The delay before attempt `attempt` + 1, or the ServerError to raise when it is not retried."""
+        error = ServerError.from_triton(err)
+        delay = self.delay(attempt, error)
+        if delay is None:
+            raise error from None
+        return delay
+
+    def call(self, attempt: Callable[[], T]) -> T:
+        """`attempt()` until it succeeds or fails for good; a tritonclient error becomes ServerError."""
+        for n in range(self.retries + 1):
+            try:
+                return attempt()
+            except InferenceServerException as err:
+                time.sleep(self._wait(n, err))
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`call` for coroutines: the waits are asyncio sleeps."""
+        for n in range(self.retries + 1):
+            try:
+                return await attempt()
+            except InferenceServerException as err:
+                await asyncio.sleep(self._wait(n, err))
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import glob
 import io
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tritonclient.grpc as grpcclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
 
-from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.errors import Retry
 from diffusegae.fileio import TMP_SUFFIX, write_atomic
-from diffusegae.server.specs import EDIT, OUTPUT
+from diffusegae.server.specs import EDIT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -138,25 +135,8 @@ def clean_temp_files(out_dir: Path) -> int:
 
 def server_image_size(url: str, retry: Retry | None = None, timeout: float = 30.0) -> int:
     """The image size of the served checkpoint: the `edit` op's output shape, [B, size, size, 3]."""
+    from diffusegae.client.sync import Client
+
     retry = retry or Retry()
-    grpc = grpcclient.InferenceServerClient(url)
-    try:
-        attempt = 0
-        while True:
-            try:
-                meta = grpc.get_model_metadata(EDIT, as_json=True, client_timeout=timeout)
-                break
-            except InferenceServerException as err:
-                error = ServerError.from_triton(err)
-                delay = retry.delay(attempt, error)
-                if delay is None:
-                    raise error from None
-                time.sleep(delay)
-                attempt += 1
-    finally:
-        grpc.close()
-    shapes = {o["name"]: [int(d) for d in o.get("shape", [])] for o in meta.get("outputs", [])}
-    shape = shapes.get(OUTPUT, [])
-    if len(shape) != 4 or shape[1] != shape[2] or shape[1] <= 0:
-        raise ServerError(f"the {EDIT} op's {OUTPUT} has shape {shape}, not [B,size,size,3]", "UNKNOWN")
-    return shape[1]
+    with Client(url, timeout=timeout, retries=retry.retries, backoff=retry.backoff) as client:
+        return client.image_size(EDIT)

@@ -15,7 +15,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from diffusegae.client import calls
 from diffusegae.client.calls import Call, Image
-from diffusegae.client.errors import Retry
+from diffusegae.client.errors import Retry, ServerError
 from diffusegae.server.specs import OUTPUT
 
 R = TypeVar("R")
@@ -36,6 +36,15 @@ def _datatype(name: str, array: np.ndarray) -> str:
     if datatype is None:
         raise TypeError(f"{name}: numpy {array.dtype} cannot be sent; images are uint8")
     return datatype
+
+
+def image_size_of(meta: dict[str, Any], op: str) -> int:
+    """The image size from an op's model metadata (JSON): its output is [B, size, size, 3]."""
+    shapes = {o["name"]: [int(d) for d in o.get("shape", [])] for o in meta.get("outputs", [])}
+    shape = shapes.get(OUTPUT, [])
+    if len(shape) != 4 or shape[1] != shape[2] or shape[1] <= 0:
+        raise ServerError(f"the {op} op's {OUTPUT} has shape {shape}, not [B,size,size,3]", "UNKNOWN")
+    return shape[1]
 
 
 class Ops(Generic[R]):

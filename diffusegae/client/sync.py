@@ -9,8 +9,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from diffusegae.client.calls import Call
-from diffusegae.client.errors import ServerError
-from diffusegae.client.ops import Ops, infer_args
+from diffusegae.client.ops import Ops, image_size_of, infer_args
+from diffusegae.server.specs import EDIT
 
 
 class Client(Ops[np.ndarray]):
@@ -21,18 +21,18 @@ class Client(Ops[np.ndarray]):
 
     def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)
-        attempt = 0
-        while True:
-            try:
-                result = self._grpc.infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
-                return result.as_numpy(call.output)
-            except InferenceServerException as err:
-                error = ServerError.from_triton(err)
-                delay = self.retry.delay(attempt, error)
-                if delay is None:
-                    raise error from None
-                time.sleep(delay)
-                attempt += 1
+        infer = self._grpc.infer
+        result = self.retry.call(
+            lambda: infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
+        )
+        return result.as_numpy(call.output)
+
+    def image_size(self, op: str = EDIT) -> int:
+        """The served checkpoint's image size, read from an op's metadata (its output [B, size, size, 3])."""
+        meta = self.retry.call(
+            lambda: self._grpc.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
+        )
+        return image_size_of(meta, op)
 
     def is_ready(self) -> bool:
         try:
