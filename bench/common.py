@@ -2,8 +2,9 @@
 
 Each script builds one `record(...)` per table row and hands them to `save(...)`, which appends them to
 bench/results/<script>.jsonl (the format: diffusegae.benchmark.results) and regenerates BENCHMARKS.md.
-`append_section(title, header, rows, notes)` is the older table-at-once call, kept for scripts not yet
-migrated: it stores each row's cells as the record's key columns.
+The layout: bench/ holds the in-process measurement scripts (this helper and one script per question);
+diffusegae/benchmark/ is the library they and `diffusegae bench` share (results format, load generator,
+statistics, reports).
 """
 
 from __future__ import annotations
@@ -106,8 +107,3 @@ def save(records: Sequence[Record]) -> str:
     write_benchmarks()
     sections = list(dict.fromkeys(r.section for r in records))
     return "\n".join(render_table([r for r in records if r.section == s]) for s in sections)
-
-
-def append_section(title: str, header: list[str], rows: list[list[str]], notes: str = "") -> str:
-    """The older call: a whole table of formatted cells (each row's cells become its key columns)."""
-    return save([record(title, dict(zip(header, row, strict=True)), notes=notes) for row in rows])

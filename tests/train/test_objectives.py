@@ -4,7 +4,6 @@ trains and resumes, and the objective is recorded with the run."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -118,47 +117,29 @@ def test_the_v_loss_of_a_v_model_is_its_output_mse():
 
 
 FAST = {"batch_size": 4, "log_every": 1, "quiet": True}
+OBJECTIVE = {"weighting": "v", "timesteps": "high", "learned_norm": True}
+
+
+def _raw(directory: Path) -> dict[str, torch.Tensor]:
+    record = json.loads((directory / STATE_DIR / STATE_FILE).read_text())
+    return load_file(directory / STATE_DIR / record["files"]["raw"])
 
 
 def test_the_objective_is_recorded_resumed_and_the_u_table_kept_out_of_the_checkpoint(tmp_path: Path):
     directory = tmp_path / "ck"
-    train(
-        directory,
-        preset="tiny32",
-        stage=1,
-        steps=2,
-        weighting="v",
-        timesteps="high",
-        learned_norm=True,
-        **FAST,
-    )
+    train(directory, preset="tiny32", stage=1, steps=2, **OBJECTIVE, **FAST)
     recorded = read_info(directory)["train"]["stage1"]["objective"]
     assert recorded["weighting"] == "v" and recorded["timesteps"] == "high" and recorded["learned_norm"]
     record = json.loads((directory / STATE_DIR / STATE_FILE).read_text())
-    raw = load_file(directory / STATE_DIR / record["files"]["raw"])
-    assert "train_only.u" in raw and "train_only.u" in record["optimizer"]["params"]
+    assert "train_only.u" in _raw(directory) and "train_only.u" in record["optimizer"]["params"]
     load_checkpoint(directory)  # strict: the table never reaches the model
     # resumed without flags: the run keeps its objective; 2 + 1 steps equal 3 steps in one go
     summary = train(directory, stage=1, steps=1, **FAST)
     assert summary["objective"] == recorded and summary["steps"] == 3
     straight = tmp_path / "straight"
-    train(
-        straight,
-        preset="tiny32",
-        stage=1,
-        steps=3,
-        weighting="v",
-        timesteps="high",
-        learned_norm=True,
-        **FAST,
-    )
-    a = load_file(
-        directory / STATE_DIR / json.loads((directory / STATE_DIR / STATE_FILE).read_text())["files"]["raw"]
-    )
-    b_record = json.loads((straight / STATE_DIR / STATE_FILE).read_text())
-    b = load_file(straight / STATE_DIR / b_record["files"]["raw"])
-    assert all(torch.equal(a[k], b[k]) for k in b)
-    shutil.rmtree(straight)
+    train(straight, preset="tiny32", stage=1, steps=3, **OBJECTIVE, **FAST)
+    resumed, once = _raw(directory), _raw(straight)
+    assert all(torch.equal(resumed[k], once[k]) for k in once)
 
 
 def test_a_bad_objective_flag_is_refused_before_training(tmp_path: Path):
