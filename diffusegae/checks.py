@@ -82,6 +82,27 @@ def step_count(value: int, num_timesteps: int) -> int:
     return int(value)
 
 
+def sampler_name(value: object) -> str:
+    """A sampler of dpm_solver.SAMPLERS ("ddim" or "dpmpp2m"), by name (str or UTF-8 bytes)."""
+    from diffusegae.dpm_solver import SAMPLERS
+
+    try:
+        name = value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        raise RequestError(f"sampler must be UTF-8 text, got {value!r}") from None
+    if name not in SAMPLERS:
+        raise RequestError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return name
+
+
+def samplers(x: np.ndarray) -> list[str]:
+    """One sampler name per row ([B, 1] UTF-8) → the names."""
+    rows = np.asarray(x, dtype=object).reshape(len(x), -1)
+    if rows.shape[1] != 1:
+        raise RequestError(f"sampler must be one name per image ([B,1]), got {list(np.shape(x))}")
+    return [sampler_name(item) for item in rows[:, 0]]
+
+
 def steps(x: np.ndarray, num_timesteps: int) -> np.ndarray:
     """DDIM step counts, one per row ([B, 1] → int64 [B]), each checked by `step_count`."""
     values = np.asarray(x).reshape(len(x), -1)

@@ -31,6 +31,9 @@ from diffusegae.diffusion import Array, _coef, ddim_step, predict_x0
 
 SAMPLERS = ("ddim", "dpmpp2m")
 ORDER = {"ddim": 1, "dpmpp2m": 2}  # DDIM is DPM-Solver++ of order 1
+SAMPLER_HELP = (
+    "ddim (the server's default) or dpmpp2m (DPM-Solver++(2M): about half the steps for DDIM's quality)"
+)
 
 
 def half_log_snr(alpha_bar: float | np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from diffusegae.benchmark import perf_analyzer, report, results, server_stats
 from diffusegae.benchmark.load import Window, run_level
 from diffusegae.benchmark.stats import Level, LevelSummary, summarize
 from diffusegae.benchmark.workload import OPS, BenchError, config_from_model_config, request
+from diffusegae.dpm_solver import SAMPLERS
 from diffusegae.paths import SHIPPED_CHECKPOINT
 from diffusegae.server.specs import DECODE, PREPARE
 
@@ -80,7 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--poisson", action="store_true", help="open loop: Poisson arrivals (default constant)"
     )
     parser.add_argument("--batch", type=_positive(int), default=1, help="images per request (default 1)")
-    parser.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="ddim (the server's default) or dpmpp2m (DPM-Solver++)",
+    )
     window = parser.add_mutually_exclusive_group()
     window.add_argument(
         "--duration", type=_positive(float), default=None, help="seconds per window (default 10)"
@@ -148,6 +155,7 @@ def command_of(args: argparse.Namespace) -> str:
     if args.rate:
         parts += ["--rate", ",".join(f"{r:g}" for r in args.rate)] + (["--poisson"] if args.poisson else [])
     parts += ["--batch", str(args.batch), "--steps", str(args.steps)]
+    parts += ["--sampler", args.sampler] if args.sampler else []
     window = window_of(args)
     parts += (
         ["--requests", str(window.requests)] if window.requests else ["--duration", f"{window.duration:g}"]
@@ -176,7 +184,7 @@ async def sweep(
         try:
             served = await asyncio.to_thread(stats.model_config, PREPARE)
             config, directions = config_from_model_config(served)
-            call = request(args.op, config, args.batch, args.steps, args.seed, directions)
+            call = request(args.op, config, args.batch, args.steps, args.seed, directions, args.sampler)
             models = await asyncio.to_thread(stats.composing_models, args.op)
         except InferenceServerException as err:
             raise BenchError(f"the server at {args.server} cannot run {args.op}: {err.message()}") from None
@@ -219,6 +227,7 @@ async def sweep(
         "image_size": config.image_size,
         "batch": args.batch,
         "steps": args.steps,
+        "sampler": args.sampler or "ddim",
         "window": {"duration_s": window.duration, "requests": window.requests, "warmup": window.warmup,
                    "stability_percent": window.stability, "max_windows": window.max_windows},
         "composing_models": models,

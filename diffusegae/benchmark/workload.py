@@ -82,9 +82,10 @@ def request(
     steps: int = 20,
     seed: int = 0,
     directions: tuple[str, ...] = (),
+    sampler: str | None = None,
 ) -> Call:
     """One request of `op` for `batch` images (edit: swap the second attribute, e.g. background;
-    manipulate: the first direction by MANIPULATE_AMP)."""
+    manipulate: the first direction by MANIPULATE_AMP); `sampler` None leaves it to the server (DDIM)."""
     check_op(op, config, directions)
     if batch < 1:
         raise BenchError(f"--batch must be at least 1, got {batch}")
@@ -94,12 +95,12 @@ def request(
         n_images, batch, config.image_size, config.image_size, 3
     )
     if op == RECONSTRUCT:
-        return calls.reconstruct(images[0], steps)
+        return calls.reconstruct(images[0], steps, sampler)
     if op == MANIPULATE:
-        return calls.manipulate(images[0], directions[0], MANIPULATE_AMP, steps)
+        return calls.manipulate(images[0], directions[0], MANIPULATE_AMP, steps, sampler)
     if op == EDIT:
-        return calls.edit(images[0], images[1], swap=attributes[1:2], steps=steps)
+        return calls.edit(images[0], images[1], attributes[1:2], steps, sampler)
     if op == RECOMBINE:
-        return calls.recombine(dict(zip(attributes, images, strict=True)), steps=steps, seed=seed)
+        return calls.recombine(dict(zip(attributes, images, strict=True)), steps, seed, sampler)
     # every attribute named (what the server does when none are): the same tensors perf_analyzer sends
-    return calls.interpolate(images[0], images[1], 0.5, attributes, steps=steps)
+    return calls.interpolate(images[0], images[1], 0.5, attributes, steps, sampler)

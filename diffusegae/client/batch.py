@@ -41,6 +41,7 @@ from diffusegae.client.files import (
     write_png,
 )
 from diffusegae.client.sync import Client
+from diffusegae.dpm_solver import SAMPLERS
 from diffusegae.server.specs import EDIT
 
 __all__ = ["BatchError", "BatchSummary", "add_edit_arguments", "edit_directory", "run_edit"]
@@ -54,7 +55,9 @@ class EditClient(Protocol):
 
     url: str
 
-    def edit(self, source: Any, reference: Any, swap: Sequence[str], steps: int = 20) -> np.ndarray: ...
+    def edit(
+        self, source: Any, reference: Any, swap: Sequence[str], steps: int = 20, sampler: str | None = None
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def edit_directory(
     *,
     resize: bool = False,
     image_size: int | None = None,
+    sampler: str | None = None,
 ) -> BatchSummary:
     """Edit every source (a folder, a glob, or a list of files) with `reference` (one image for all, or a
     folder paired by sorted order), taking its `swap` attributes; PNGs go to `out_dir`.
@@ -137,7 +141,7 @@ def edit_directory(
     out.mkdir(parents=True, exist_ok=True)
     clean_temp_files(out)
     names = [swap] if isinstance(swap, str) else list(swap)
-    batch = _Batch(client, ref_image, names, steps, image_size, resize, progress)
+    batch = _Batch(client, ref_image, names, steps, image_size, resize, progress, sampler)
     return batch.run(jobs, concurrency)
 
 
@@ -165,6 +169,7 @@ class _Batch:
     size: int
     resize: bool
     progress: bool
+    sampler: str | None = None  # None: the server's default (DDIM)
     summary: BatchSummary = field(default_factory=BatchSummary)
     refused: ServerError | None = None
     bar: Any = None  # the tqdm bar of the run
@@ -203,7 +208,8 @@ class _Batch:
                 reference = read_image(job.reference, self.size, self.resize)
             except InputError as err:
                 raise InputError(f"its reference {job.reference}: {err}") from None
-        edited = self.client.edit(source, reference, swap=self.swap, steps=self.steps)
+        sampler = {"sampler": self.sampler} if self.sampler is not None else {}
+        edited = self.client.edit(source, reference, swap=self.swap, steps=self.steps, **sampler)
         write_png(edited[0], job.out)
 
     def _collect(self, pending: dict[Future, Job]) -> None:
@@ -251,7 +257,13 @@ def add_edit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--swap", required=True, help="attributes from the reference, e.g. background,pose")
     parser.add_argument("--out", required=True, help="output folder (outputs already there are skipped)")
     parser.add_argument("--concurrency", type=_positive, default=4, help="requests in flight (default 4)")
-    parser.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="ddim (the server's default) or dpmpp2m (DPM-Solver++)",
+    )
     parser.add_argument(
         "--resize",
         action="store_true",
@@ -275,6 +287,7 @@ def run_edit(args: argparse.Namespace) -> int:
                 args.out,
                 concurrency=args.concurrency,
                 steps=args.steps,
+                sampler=args.sampler,
                 progress=not args.no_progress,
                 resize=args.resize,
             )

@@ -30,6 +30,7 @@ from diffusegae.server.specs import (
     RECOMBINE,
     RECONSTRUCT,
     REFERENCE,
+    SAMPLER,
     SEED_TENSOR,
     SOURCE,
     STEPS,
@@ -81,41 +82,62 @@ def attribute_names(names: str | Sequence[str], rows: int) -> np.ndarray:
     return np.array([[n.encode("utf-8") for n in names]] * rows, dtype=object).reshape(rows, len(names))
 
 
-def reconstruct(image: Image, steps: int) -> Call:
+def loop_values(steps: int, sampler: str | None, rows: int) -> dict[str, np.ndarray]:
+    """steps, one per image, and the sampler when one is named (left out, the server uses "ddim")."""
+    values = {STEPS: per_row(STEPS_TENSOR, steps, rows)}
+    if sampler is not None:
+        if not isinstance(sampler, str):
+            raise TypeError(f"sampler must be a name such as 'ddim' or 'dpmpp2m', got {sampler!r}")
+        values[SAMPLER] = np.array([[sampler.encode("utf-8")]] * rows, dtype=object).reshape(rows, 1)
+    return values
+
+
+def reconstruct(image: Image, steps: int, sampler: str | None = None) -> Call:
     x = images(image)
-    return Call(RECONSTRUCT, {IMAGE: x, STEPS: per_row(STEPS_TENSOR, steps, len(x))})
+    return Call(RECONSTRUCT, {IMAGE: x, **loop_values(steps, sampler, len(x))})
 
 
-def edit(source: Image, reference: Image, swap: str | Sequence[str], steps: int) -> Call:
+def edit(
+    source: Image, reference: Image, swap: str | Sequence[str], steps: int, sampler: str | None = None
+) -> Call:
     src, ref = images(source), images(reference)
     if len(ref) == 1:  # one reference for every source, as Pipeline.edit (the server checks the rest)
         ref = latents.one_for_each(ref, len(src))
     n = len(src)
     inputs = {SOURCE: src, REFERENCE: ref, ATTRIBUTES: attribute_names(swap, n)}
-    return Call(EDIT, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+    return Call(EDIT, {**inputs, **loop_values(steps, sampler, n)})
 
 
-def recombine(parts: Mapping[str, Image], steps: int, seed: int) -> Call:
+def recombine(parts: Mapping[str, Image], steps: int, seed: int, sampler: str | None = None) -> Call:
     if not parts:
         raise ValueError("recombine needs one image (or batch) per attribute, e.g. {'identity': image, ...}")
     inputs = {named(IMAGE, name): images(image) for name, image in parts.items()}
     n = len(next(iter(inputs.values())))
     inputs[SEED_TENSOR.name] = per_row(SEED_TENSOR, seed, n)
-    return Call(RECOMBINE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+    return Call(RECOMBINE, {**inputs, **loop_values(steps, sampler, n)})
 
 
-def interpolate(a: Image, b: Image, alpha: float, attributes: str | Sequence[str] | None, steps: int) -> Call:
+def interpolate(
+    a: Image,
+    b: Image,
+    alpha: float,
+    attributes: str | Sequence[str] | None,
+    steps: int,
+    sampler: str | None = None,
+) -> Call:
     xa, xb = images(a), images(b)
     n = len(xa)
     inputs = {IMAGE_A: xa, IMAGE_B: xb, ALPHA_TENSOR.name: per_row(ALPHA_TENSOR, alpha, n)}
     if attributes is not None:  # left out: the server interpolates every attribute
         inputs[ATTRIBUTES] = attribute_names(attributes, n)
-    return Call(INTERPOLATE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+    return Call(INTERPOLATE, {**inputs, **loop_values(steps, sampler, n)})
 
 
-def manipulate(image: Image, direction: str | int, amp: float, steps: int) -> Call:
+def manipulate(
+    image: Image, direction: str | int, amp: float, steps: int, sampler: str | None = None
+) -> Call:
     x = images(image)
     n = len(x)
     name = np.array([[str(direction).encode("utf-8")]] * n, dtype=object).reshape(n, 1)
     inputs = {IMAGE: x, DIRECTION: name, AMP: per_row(AMP_TENSOR, amp, n)}
-    return Call(MANIPULATE, {**inputs, STEPS: per_row(STEPS_TENSOR, steps, n)})
+    return Call(MANIPULATE, {**inputs, **loop_values(steps, sampler, n)})

@@ -50,6 +50,7 @@ def image_size_of(meta: dict[str, Any], op: str) -> int:
 class Ops(Generic[R]):
     """The ops, written once for both clients; a subclass supplies the transport (`_connect`, `_infer`).
 
+    Every op takes `sampler`: "ddim" or "dpmpp2m" (DPM-Solver++(2M)); None leaves it to the server (DDIM).
     `timeout` (seconds) bounds each attempt (None waits forever); UNAVAILABLE is retried `retries` times
     with exponential backoff from `backoff` seconds.
     """
@@ -76,17 +77,26 @@ class Ops(Generic[R]):
         """Send tensors as they are to any model of the server (an op, or e.g. `invert`) → one output."""
         return self._infer(Call(model, dict(inputs), output))
 
-    def reconstruct(self, images: Image, steps: int = 20) -> R:
+    def reconstruct(self, images: Image, steps: int = 20, sampler: str | None = None) -> R:
         """encode → invert → decode: uint8 [B,H,W,3] images back through the model."""
-        return self._infer(calls.reconstruct(images, steps))
+        return self._infer(calls.reconstruct(images, steps, sampler))
 
-    def edit(self, source: Image, reference: Image, swap: str | Sequence[str], steps: int = 20) -> R:
+    def edit(
+        self,
+        source: Image,
+        reference: Image,
+        swap: str | Sequence[str],
+        steps: int = 20,
+        sampler: str | None = None,
+    ) -> R:
         """Take the `swap` attributes from `reference` (one image, or one per source), keep the rest."""
-        return self._infer(calls.edit(source, reference, swap, steps))
+        return self._infer(calls.edit(source, reference, swap, steps, sampler))
 
-    def recombine(self, parts: Mapping[str, Image], steps: int = 20, seed: int = 0) -> R:
+    def recombine(
+        self, parts: Mapping[str, Image], steps: int = 20, seed: int = 0, sampler: str | None = None
+    ) -> R:
         """One image (batch) per attribute name → images showing each attribute of its own source."""
-        return self._infer(calls.recombine(parts, steps, seed))
+        return self._infer(calls.recombine(parts, steps, seed, sampler))
 
     def interpolate(
         self,
@@ -95,10 +105,13 @@ class Ops(Generic[R]):
         alpha: float,
         attributes: str | Sequence[str] | None = None,
         steps: int = 20,
+        sampler: str | None = None,
     ) -> R:
         """From a toward b by alpha (only the named attributes; all when None)."""
-        return self._infer(calls.interpolate(a, b, alpha, attributes, steps))
+        return self._infer(calls.interpolate(a, b, alpha, attributes, steps, sampler))
 
-    def manipulate(self, images: Image, direction: str | int, amp: float, steps: int = 20) -> R:
+    def manipulate(
+        self, images: Image, direction: str | int, amp: float, steps: int = 20, sampler: str | None = None
+    ) -> R:
         """Move an attribute by amp along a classifier direction (name or number): imported Diff-AE models."""
-        return self._infer(calls.manipulate(images, direction, amp, steps))
+        return self._infer(calls.manipulate(images, direction, amp, steps, sampler))

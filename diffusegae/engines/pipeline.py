@@ -58,34 +58,47 @@ class Pipeline:
         require_gae(self.config, "entangle")
         return self.engine.gae_decode(checks.codes("z_dis", z_dis, self.config.gae.z_dis_channels))
 
-    def invert(self, x0: np.ndarray, z_sem: np.ndarray, steps: int = 20) -> np.ndarray:
-        """DDIM inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7), walking the timesteps upward."""
+    def invert(self, x0: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str = "ddim") -> np.ndarray:
+        """Inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7 for DDIM), walking the timesteps upward."""
         x, z = self._images(x0), self._z_sem(z_sem)
         n = checks.same_batch(x0=x, z_sem=z)
-        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), inverse=True)
+        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), True, self._samplers(sampler, n))
 
-    def decode(self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20) -> np.ndarray:
-        """DDIM sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
+    def decode(
+        self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str = "ddim"
+    ) -> np.ndarray:
+        """Sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
         x, z = self._images(x_T, "x_T"), self._z_sem(z_sem)
         n = checks.same_batch(x_T=x, z_sem=z)
-        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), inverse=False)
+        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), False, self._samplers(sampler, n))
 
     def _steps(self, steps: int, batch: int) -> np.ndarray:
         checks.step_count(steps, self.config.diffusion.num_timesteps)  # refuses bad counts, says why
         return np.full(batch, steps, np.int64)
 
+    @staticmethod
+    def _samplers(sampler: str, batch: int) -> list[str]:
+        return [checks.sampler_name(sampler)] * batch
+
     def noise(self, batch: int, seed: int) -> np.ndarray:
         """x_T ~ N(0, I) from a seed, identical on every engine and machine."""
         return diffusion.seeded_noise(batch, self.config.image_size, seed)
 
-    def reconstruct(self, x0: np.ndarray, steps: int = 20, seed: int | None = None) -> np.ndarray:
+    def reconstruct(
+        self, x0: np.ndarray, steps: int = 20, seed: int | None = None, sampler: str = "ddim"
+    ) -> np.ndarray:
         """encode → invert → decode; with a seed, decode from random x_T instead of the inferred one."""
         z = self.encode(x0)
-        x_T = self.invert(x0, z, steps) if seed is None else self.noise(len(z), seed)
-        return self.decode(x_T, z, steps)
+        x_T = self.invert(x0, z, steps, sampler) if seed is None else self.noise(len(z), seed)
+        return self.decode(x_T, z, steps, sampler)
 
     def edit(
-        self, source: np.ndarray, reference: np.ndarray, swap: Sequence[str], steps: int = 20
+        self,
+        source: np.ndarray,
+        reference: np.ndarray,
+        swap: Sequence[str],
+        steps: int = 20,
+        sampler: str = "ddim",
     ) -> np.ndarray:
         """Take the `swap` attributes from `reference` and the rest from `source`; keep the source's x_T.
 
@@ -97,8 +110,8 @@ class Pipeline:
         reference = self._one_for_each(reference, source)
         n = len(source)
         z = self.engine.encode(np.concatenate([source, reference]))
-        x_T = self.invert(source, z[:n], steps)
-        return self.decode(x_T, self._swap_codes(z[:n], z[n:], names), steps)
+        x_T = self.invert(source, z[:n], steps, sampler)
+        return self.decode(x_T, self._swap_codes(z[:n], z[n:], names), steps, sampler)
 
     def swap_codes(self, z_source: np.ndarray, z_reference: np.ndarray, swap: Sequence[str]) -> np.ndarray:
         """The z_sem `edit` decodes: disentangle both, take the `swap` chunks of z_dis from the reference,
@@ -122,7 +135,9 @@ class Pipeline:
         mask = latents.attribute_mask(self.config.gae, names)
         return self.engine.gae_decode(latents.swap(z_dis[:n], z_dis[n:], mask))
 
-    def recombine(self, parts: Mapping[str, np.ndarray], steps: int = 20, seed: int = 0) -> np.ndarray:
+    def recombine(
+        self, parts: Mapping[str, np.ndarray], steps: int = 20, seed: int = 0, sampler: str = "ddim"
+    ) -> np.ndarray:
         """One image (batch) per attribute → an image showing each attribute of its own source."""
         require_gae(self.config, "recombine")
         gae = self.config.gae
@@ -134,7 +149,7 @@ class Pipeline:
         n = checks.same_batch(**images)
         z_dis = self.engine.gae_encode(self.engine.encode(np.concatenate(list(images.values()))))
         mixed = latents.recombine(dict(zip(images, np.split(z_dis, len(images)), strict=True)), gae)
-        return self.decode(self.noise(n, seed), self.engine.gae_decode(mixed), steps)
+        return self.decode(self.noise(n, seed), self.engine.gae_decode(mixed), steps, sampler)
 
     def interpolate(
         self,
@@ -143,6 +158,7 @@ class Pipeline:
         alpha: float,
         attributes: Sequence[str] | None = None,
         steps: int = 20,
+        sampler: str = "ddim",
     ) -> np.ndarray:
         """Move from a toward b by alpha: lerp the codes (only the named z_dis chunks), slerp x_T."""
         alpha = float(checks.alphas(np.array([alpha]))[0])
@@ -154,14 +170,14 @@ class Pipeline:
             )
         names = self._attributes(attributes) if self.config.gae is not None else []
         z = self.engine.encode(np.concatenate([a, b]))
-        x_T = latents.interpolate_noise(self.invert(a, z[:n], steps), self.invert(b, z[n:], steps), alpha)
+        x_a, x_b = self.invert(a, z[:n], steps, sampler), self.invert(b, z[n:], steps, sampler)
+        x_T = latents.interpolate_noise(x_a, x_b, alpha)
         if self.config.gae is None:
-            return self.decode(x_T, latents.interpolate(z[:n], z[n:], alpha), steps)
+            return self.decode(x_T, latents.interpolate(z[:n], z[n:], alpha), steps, sampler)
         z_dis = self.engine.gae_encode(z)
         mask = latents.attribute_mask(self.config.gae, names)
-        return self.decode(
-            x_T, self.engine.gae_decode(latents.interpolate(z_dis[:n], z_dis[n:], alpha, mask)), steps
-        )
+        mixed = self.engine.gae_decode(latents.interpolate(z_dis[:n], z_dis[n:], alpha, mask))
+        return self.decode(x_T, mixed, steps, sampler)
 
     def manipulate(
         self, z_sem: np.ndarray, direction: str | int | Sequence[str | int], amp: float | np.ndarray

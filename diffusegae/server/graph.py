@@ -2,6 +2,7 @@
 
 Ensemble-internal tensors are named `<role>.<tensor>` (role: image, source, reference, a, b, an attribute,
 or `out`/`mixed` for results); public inputs and outputs use the names of `diffusegae.server.specs`.
+Every op takes an optional `sampler` ("ddim" when left out), routed to its invert and decode steps.
 The first step of each is `prepare` over all the op's inputs: it checks every value and brings the images
 to model space, so that every later step waits for it and a bad request fails before any other step runs.
 
@@ -47,6 +48,8 @@ from diffusegae.server.specs import (
     RECOMBINE,
     RECONSTRUCT,
     REFERENCE,
+    SAMPLER,
+    SAMPLER_TENSOR,
     SEED,
     SEED_TENSOR,
     SOURCE,
@@ -91,14 +94,18 @@ def _entangle(role: str) -> Step:
     return _step(GAE_DECODE, {Z_DIS: _t(role, Z_DIS)}, {Z_SEM: _t(role, Z_SEM)})
 
 
+# Every loop step gets the op's steps and (optional) sampler.
+LOOP_VALUES = {STEPS: STEPS, SAMPLER: SAMPLER}
+
+
 def _invert(role: str) -> Step:
-    return _step(INVERT, {X0: _t(role, X0), Z_SEM: _t(role, Z_SEM), STEPS: STEPS}, {X_T: _t(role, X_T)})
+    return _step(INVERT, {X0: _t(role, X0), Z_SEM: _t(role, Z_SEM), **LOOP_VALUES}, {X_T: _t(role, X_T)})
 
 
 def _finish(x_t: str, z_sem: str) -> list[Step]:
     """decode(x_T, z_sem) → postprocess → the public output."""
     return [
-        _step(DECODE, {X_T: x_t, Z_SEM: z_sem, STEPS: STEPS}, {X0: _t("out", X0)}),
+        _step(DECODE, {X_T: x_t, Z_SEM: z_sem, **LOOP_VALUES}, {X0: _t("out", X0)}),
         _step(POSTPROCESS, {X0: _t("out", X0)}, {IMAGE: OUTPUT}),
     ]
 
@@ -111,13 +118,15 @@ def _ensemble(
     steps: list[Step],
     optional: tuple[str, ...] = (),
 ) -> ModelSpec:
+    """An op: its inputs plus the optional sampler, prepare first, then `steps`."""
+    inputs = [*inputs, SAMPLER_TENSOR]
     return ModelSpec(
         name,
         tuple(inputs),
         (image_tensor(OUTPUT, config.image_size),),
         backend=ENSEMBLE,
         steps=(_prepare(inputs, roles), *steps),
-        optional=optional,
+        optional=(*optional, SAMPLER),
     )
 
 

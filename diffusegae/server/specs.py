@@ -52,6 +52,7 @@ ALPHA = "alpha"
 ATTRIBUTES = "attributes"
 DIRECTION = "direction"
 AMP = "amp"
+SAMPLER = "sampler"  # optional on every public op and loop model: "ddim" (default) or "dpmpp2m"
 
 
 def named(name: str, suffix: str) -> str:
@@ -114,6 +115,7 @@ ALPHA_TENSOR = TensorSpec(ALPHA, "float32", (BATCH, 1))
 ATTRIBUTES_TENSOR = TensorSpec(ATTRIBUTES, STRING_DTYPE, (BATCH, ANY))
 DIRECTION_TENSOR = TensorSpec(DIRECTION, STRING_DTYPE, (BATCH, 1))  # a direction's name or number, UTF-8
 AMP_TENSOR = TensorSpec(AMP, "float32", (BATCH, 1))
+SAMPLER_TENSOR = TensorSpec(SAMPLER, STRING_DTYPE, (BATCH, 1))  # a dpm_solver.SAMPLERS name, UTF-8
 
 
 def image_tensor(name: str, size: int | None = None) -> TensorSpec:
@@ -190,6 +192,7 @@ def prepare_model(config: ModelConfig, directions: tuple[str, ...] = ()) -> Mode
     images = image_inputs(config)
     values = [
         STEPS_TENSOR,
+        SAMPLER_TENSOR,
         SEED_TENSOR,
         ALPHA_TENSOR,
         *([ATTRIBUTES_TENSOR] if config.gae is not None else []),
@@ -210,16 +213,18 @@ def python_models(config: ModelConfig, directions: tuple[str, ...] = ()) -> list
         ModelSpec(POSTPROCESS, (t[X0],), (image_tensor(IMAGE, s),), module="postprocess"),
         ModelSpec(
             INVERT,
-            (t[X0], t[Z_SEM], STEPS_TENSOR),
+            (t[X0], t[Z_SEM], STEPS_TENSOR, SAMPLER_TENSOR),
             (t[X_T],),
             module="loop",
+            optional=(SAMPLER,),
             queue_delay_us=LOOP_QUEUE_DELAY_US,
         ),
         ModelSpec(
             DECODE,
-            (t[X_T], t[Z_SEM], STEPS_TENSOR),
+            (t[X_T], t[Z_SEM], STEPS_TENSOR, SAMPLER_TENSOR),
             (t[X0],),
             module="loop",
+            optional=(SAMPLER,),
             queue_delay_us=LOOP_QUEUE_DELAY_US,
         ),
         ModelSpec(

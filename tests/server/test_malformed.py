@@ -119,7 +119,7 @@ MALFORMED = {
     "interpolate unknown attribute": (interpolate(attributes=names(b"color")), "unknown attribute 'color'"),
     "interpolate empty attributes": (interpolate(attributes=names()), "name at least one attribute"),
     # anything else
-    "unknown input": (reconstruct(color=u8(1, 1)), "expected 2 inputs but got 3"),
+    "unknown input": (reconstruct(color=u8(1, 1)), "unexpected inference input 'color'"),
     "unknown model": (("rotate", {IMAGE: IMG[:1]}), "'rotate'"),
     "NaN in x_t (decode)": (
         (
@@ -142,6 +142,23 @@ MALFORMED = {
             },
         ),
         "z_sem contains NaN or infinity",
+    ),
+    "unknown sampler": (
+        reconstruct(sampler=names(b"euler")),
+        "unknown sampler 'euler'; choose from ddim, dpmpp2m",
+    ),
+    "two samplers per image": (edit(sampler=names(b"ddim", b"ddim")), "unexpected shape for input 'sampler'"),
+    "unknown sampler (decode)": (
+        (
+            "decode",
+            {
+                "x_t": np.zeros((1, 3, 32, 32), np.float32),
+                "z_sem": np.zeros((1, 512), np.float32),
+                STEPS: steps(2),
+                "sampler": names(b"plms"),
+            },
+        ),
+        "unknown sampler 'plms'",
     ),
     "timestep 1000 (unet)": (
         (

@@ -50,6 +50,31 @@ def test_interpolate(client, pipeline, images, alpha, attributes):
     assert_same_images(got, to_uint8(want))
 
 
+OPS = ["reconstruct", "edit", "recombine", "interpolate"]
+
+
+def _op(target, op: str, images: np.ndarray, space, sampler: str):
+    """The same op and inputs on the in-process pipeline (space=to_model) or the client (space=identity)."""
+    a, b, c = (space(images[i : i + 2]) for i in (0, 2, 4))
+    kw = {"steps": STEPS, "sampler": sampler}
+    if op == "reconstruct":
+        return target.reconstruct(a, **kw)
+    if op == "edit":
+        return target.edit(a, b, swap=["pose"], **kw)
+    if op == "recombine":
+        return target.recombine({"identity": a, "background": b, "pose": c}, seed=5, **kw)
+    return target.interpolate(a, b, 0.5, attributes=["background"], **kw)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_serves_dpm_solver_as_the_pipeline_does(client, pipeline, images, op):
+    want = to_uint8(_op(pipeline, op, images, to_model, "dpmpp2m"))
+    got = _op(client, op, images, lambda x: x, "dpmpp2m")
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # ≤ 1 uint8 level
+    ddim = _op(client, op, images, lambda x: x, "ddim")
+    assert not np.array_equal(got, ddim)  # the sampler reached the loops
+
+
 def test_outputs_depend_on_the_inputs(client, images):
     """Guards the parity tests against a server that returns the same picture whatever it is sent."""
     a = client.reconstruct(images[:1], steps=STEPS)

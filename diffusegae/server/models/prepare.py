@@ -11,7 +11,17 @@ from diffusegae import checks
 from diffusegae.export.specs import X0
 from diffusegae.images import to_model
 from diffusegae.server.models.base import Arrays, BatchedModel
-from diffusegae.server.specs import ALPHA, AMP, ATTRIBUTES, DIRECTION, SEED, STEPS, image_inputs, named
+from diffusegae.server.specs import (
+    ALPHA,
+    AMP,
+    ATTRIBUTES,
+    DIRECTION,
+    SAMPLER,
+    SEED,
+    STEPS,
+    image_inputs,
+    named,
+)
 
 
 class TritonPythonModel(BatchedModel):
@@ -25,6 +35,7 @@ class TritonPythonModel(BatchedModel):
         self.checks = {
             **{image: images(image) for image in self.images},
             STEPS: lambda x: checks.steps(x, self.config.diffusion.num_timesteps),
+            SAMPLER: checks.samplers,
             SEED: checks.seeds,
             ALPHA: checks.alphas,
             ATTRIBUTES: lambda x: checks.attribute_mask(x, self.config.gae),
