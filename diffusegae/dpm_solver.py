@@ -12,8 +12,9 @@ the ends of the schedule, σ_t = 0 or α_t = 0, stay finite; the first line is D
     order 2:  D = x0_s + (x0_s − x0_prev)/(2r),  r = h_prev / h, h_prev = λ_s − λ_prev
 
 x0_prev is the prediction of the sample's previous step, made at λ_prev: the solver's history, one per
-sample. Order 2 needs that history (not at a sample's first step) and a finite h (not at a step onto the
-clean image, ᾱ = 1, nor onto pure noise, ᾱ = 0): those steps are order 1, as diffusers' `lower_order_final`.
+sample. Order 2 needs that history (not at a sample's first step), a finite h (not at a step onto the
+clean image, ᾱ = 1, nor onto pure noise, ᾱ = 0: those steps are order 1, as diffusers' `lower_order_final`)
+and a step ratio r ≥ MIN_STEP_RATIO (a deviation from Alg. 2, see there).
 
 Inversion (x0 → x_T, the DiffuseGAE paper's stochastic encoder for DPM-Solver++) runs the same update
 with the schedule walked upward (h < 0, h_prev < 0). What is exact: the update is the solver's own
@@ -30,6 +31,11 @@ import numpy as np
 from diffusegae.diffusion import Array, _coef, ddim_step, predict_x0
 
 SAMPLERS = ("ddim", "dpmpp2m")
+# Order 2 only where the step is at most twice the previous one in λ (r ≥ 1/2): Diff-AE's time-uniform
+# timesteps stretch the last step onto t = 0 to ~4× its predecessor (r ≈ 0.23 at S = 20), where the
+# extrapolation x0 + (x0 − x0_prev)/(2r) overshoots; measured on a Gaussian data model with its exact
+# denoiser, S = 50: error 0.025 with it at order 2, 0.0017 at order 1 there (DDIM: 0.019).
+MIN_STEP_RATIO = 0.5
 ORDER = {"ddim": 1, "dpmpp2m": 2}  # DDIM is DPM-Solver++ of order 1
 SAMPLER_HELP = (
     "ddim (the server's default) or dpmpp2m (DPM-Solver++(2M): about half the steps for DDIM's quality)"
@@ -71,7 +77,9 @@ def dpmpp_step(
     h, h_prev = half_log_snr(ab_to) - lam_s, lam_s - half_log_snr(alpha_bar_prev)
     data_coef = np.sqrt(ab_to) - np.sqrt(1 - ab_to) * np.sqrt(ab) / np.sqrt(1 - ab)  # α_t − σ_t·α_s/σ_s
     with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(second, data_coef * h / (2.0 * h_prev), 0.0)  # the coefficient on x0 − x0_prev
+        ratio = h_prev / h  # r
+        second = second & (ratio >= MIN_STEP_RATIO)
+        weight = np.where(second, data_coef / (2.0 * ratio), 0.0)  # the coefficient on x0 − x0_prev
     if not np.isfinite(weight).all():
         raise ValueError("order 2 needs finite steps: not onto ᾱ = 0 or 1, nor at a sample's first step")
     return out + _coef(weight, x) * (x0 - x0_prev), x0

@@ -22,10 +22,12 @@ from diffusegae.paths import SHIPPED_CHECKPOINT
 
 
 class Pipeline:
-    def __init__(self, engine: Engine, directions: Directions | None = None) -> None:
+    def __init__(self, engine: Engine, directions: Directions | None = None, sampler: str = "ddim") -> None:
         self.engine = engine
         self.config: ModelConfig = engine.config
         self.directions = directions  # attribute directions for `manipulate` (imported Diff-AE classifiers)
+        # what every op samples and inverts with when it names no sampler: "ddim" or "dpmpp2m"
+        self.sampler = checks.sampler_name(sampler)
 
     # ---- checks (diffusegae.checks: the same messages as the server's) ----
 
@@ -58,14 +60,16 @@ class Pipeline:
         require_gae(self.config, "entangle")
         return self.engine.gae_decode(checks.codes("z_dis", z_dis, self.config.gae.z_dis_channels))
 
-    def invert(self, x0: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str = "ddim") -> np.ndarray:
+    def invert(
+        self, x0: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str | None = None
+    ) -> np.ndarray:
         """Inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7 for DDIM), walking the timesteps upward."""
         x, z = self._images(x0), self._z_sem(z_sem)
         n = checks.same_batch(x0=x, z_sem=z)
         return ddim_loop.run(self.engine, x, z, self._steps(steps, n), True, self._samplers(sampler, n))
 
     def decode(
-        self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str = "ddim"
+        self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str | None = None
     ) -> np.ndarray:
         """Sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
         x, z = self._images(x_T, "x_T"), self._z_sem(z_sem)
@@ -76,16 +80,15 @@ class Pipeline:
         checks.step_count(steps, self.config.diffusion.num_timesteps)  # refuses bad counts, says why
         return np.full(batch, steps, np.int64)
 
-    @staticmethod
-    def _samplers(sampler: str, batch: int) -> list[str]:
-        return [checks.sampler_name(sampler)] * batch
+    def _samplers(self, sampler: str | None, batch: int) -> list[str]:
+        return [checks.sampler_name(self.sampler if sampler is None else sampler)] * batch
 
     def noise(self, batch: int, seed: int) -> np.ndarray:
         """x_T ~ N(0, I) from a seed, identical on every engine and machine."""
         return diffusion.seeded_noise(batch, self.config.image_size, seed)
 
     def reconstruct(
-        self, x0: np.ndarray, steps: int = 20, seed: int | None = None, sampler: str = "ddim"
+        self, x0: np.ndarray, steps: int = 20, seed: int | None = None, sampler: str | None = None
     ) -> np.ndarray:
         """encode → invert → decode; with a seed, decode from random x_T instead of the inferred one."""
         z = self.encode(x0)
@@ -98,7 +101,7 @@ class Pipeline:
         reference: np.ndarray,
         swap: Sequence[str],
         steps: int = 20,
-        sampler: str = "ddim",
+        sampler: str | None = None,
     ) -> np.ndarray:
         """Take the `swap` attributes from `reference` and the rest from `source`; keep the source's x_T.
 
@@ -136,7 +139,7 @@ class Pipeline:
         return self.engine.gae_decode(latents.swap(z_dis[:n], z_dis[n:], mask))
 
     def recombine(
-        self, parts: Mapping[str, np.ndarray], steps: int = 20, seed: int = 0, sampler: str = "ddim"
+        self, parts: Mapping[str, np.ndarray], steps: int = 20, seed: int = 0, sampler: str | None = None
     ) -> np.ndarray:
         """One image (batch) per attribute → an image showing each attribute of its own source."""
         require_gae(self.config, "recombine")
@@ -158,7 +161,7 @@ class Pipeline:
         alpha: float,
         attributes: Sequence[str] | None = None,
         steps: int = 20,
-        sampler: str = "ddim",
+        sampler: str | None = None,
     ) -> np.ndarray:
         """Move from a toward b by alpha: lerp the codes (only the named z_dis chunks), slerp x_T."""
         alpha = float(checks.alphas(np.array([alpha]))[0])

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from diffusegae.dpm_solver import SAMPLERS
 from diffusegae.eval.report import JSON_FILE, MARKDOWN_FILE, write_report
 from diffusegae.eval.suite import EvalSettings, evaluate, quick_settings
 
@@ -36,6 +37,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps", type=_steps, default=None, help="DDIM step counts S, comma-separated (default 20,100)"
     )
     parser.add_argument("--seed", type=int, default=None, help="sampling and x_T seed (default 0)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="every decode and inversion (ddim)")
     parser.add_argument(
         "--probe-images", type=int, default=None, help=f"probe images (default {default.probe_images})"
     )
@@ -71,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         "edit_images": args.edit_images,
         "edit_steps": args.edit_steps,
         "dataset_seed": args.dataset_seed,
+        "sampler": args.sampler,
     }
     settings = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
     if args.oracle_steps is not None:

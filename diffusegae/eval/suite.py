@@ -39,6 +39,7 @@ class EvalSettings:
     edit_steps: int | None = None  # None: the smallest of `steps`
     dataset_seed: int | None = None  # None: the split the checkpoint was trained on (else 0)
     quick: bool = False
+    sampler: str = "ddim"  # what every decode and inversion of the run uses (dpm_solver.SAMPLERS)
     oracle: OracleSettings = field(default_factory=OracleSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
 
@@ -93,6 +94,7 @@ def _environment(settings: EvalSettings) -> dict[str, Any]:
         "device": device_name(torch.device(settings.device)),
         "torch_threads": torch.get_num_threads(),
         "engine": settings.engine,
+        "sampler": settings.sampler,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -176,6 +178,7 @@ def evaluate(checkpoint: str | Path, settings: EvalSettings, oracle_dir: str | P
     if settings.engine == "torch":
         options["device"] = settings.device
     pipe = load_pipeline(checkpoint, engine=settings.engine, **options)
+    pipe.sampler = settings.sampler
     cfg, stages = pipe.config, training_stages(checkpoint)
     dataset_seed = settings.dataset_seed
     if dataset_seed is None:
