@@ -1,15 +1,19 @@
-"""The sampling loop driver: the one place that calls the network step by step (Pipeline and the server's
-loop models both run it), over a batch whose samples may each ask for a different number of steps and a
-different sampler.
+"""The sampling loop driver: the one place that calls the network step by step (Pipeline, the server's loop
+models and the step scheduler all run it), over a batch whose samples may each ask for a different number
+of steps, a different sampler and a different direction.
 
-The server stacks every queued request into one batch, so the batch can mix step counts and samplers. Each
-sample i follows its own S_i-step schedule (per-sample [B] coefficients, diffusion.py supports them), and
-iteration k advances every sample that still has a step to take: a batch mixing S=5 and S=20 costs 20 eps
-calls, the first 5 at the full batch. "ddim" samples take diffusion.py's DDIM step; "dpmpp2m" samples take
-dpm_solver.py's step with their own history (the x0 of their previous step).
+Each sample walks its own S_i-step schedule (a `Trajectory`: per-sample [B] coefficients, diffusion.py
+supports them). One `advance` makes ONE network call for every sample it is given, each at its own
+timestep, and moves each by its own update: "ddim" samples take diffusion.py's DDIM step, "dpmpp2m" samples
+dpm_solver.py's step with their own history (the x0 of their previous step). `run` advances a fixed batch
+until every sample has finished: a batch mixing S=5 and S=20 costs 20 eps calls, the first 5 at the full
+batch. The step scheduler (engines/scheduler.py) advances a batch whose members come and go.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,22 +22,34 @@ from diffusegae.dpm_solver import ORDER, SAMPLERS, dpmpp_step
 from diffusegae.engines.base import Engine
 
 
-def _schedule_at(
-    schedules: dict[int, diffusion.DDIMSchedule], steps: np.ndarray, index: np.ndarray, inverse: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per sample: timestep t, ᾱ_t, the ᾱ it moves to (ᾱ_next when inverting, ᾱ_prev when sampling) and the
-    ᾱ of the step it came from (the other neighbour: what a multistep solver's history was made at)."""
-    picked = [(schedules[int(s)], int(i)) for s, i in zip(steps, index, strict=True)]
-    t = np.array([sched.timesteps[i] for sched, i in picked], dtype=np.int64)
-    alpha_bar = np.array([sched.alpha_bar[i] for sched, i in picked])
-    prev, nxt = (
-        np.array([sched.alpha_bar_prev[i] for sched, i in picked]),
-        np.array([sched.alpha_bar_next[i] for sched, i in picked]),
-    )
-    return (t, alpha_bar, nxt, prev) if inverse else (t, alpha_bar, prev, nxt)
+@dataclass
+class Trajectory:
+    """One sample's walk: inversion walks schedule index 0, 1, …, S−1 (toward noise), sampling walks
+    S−1, …, 0; `taken` counts the steps done."""
+
+    schedule: diffusion.DDIMSchedule
+    inverse: bool
+    order: int = 1  # the solver order: 1 = DDIM, 2 = DPM-Solver++(2M)
+    taken: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.taken >= self.schedule.steps
+
+    def position(self) -> tuple[int, float, float, float]:
+        """(t, ᾱ_t, the ᾱ this step moves to, the ᾱ of the step it came from: the solver history's)."""
+        s = self.schedule
+        i = self.taken if self.inverse else s.steps - 1 - self.taken
+        up, down = s.alpha_bar_next[i], s.alpha_bar_prev[i]
+        return (
+            int(s.timesteps[i]),
+            float(s.alpha_bar[i]),
+            up if self.inverse else down,
+            down if self.inverse else up,
+        )
 
 
-def sampler_orders(samplers: np.ndarray | list[str] | None, batch: int) -> np.ndarray:
+def sampler_orders(samplers: Sequence[str] | np.ndarray | None, batch: int) -> np.ndarray:
     """The solver order of each sample (1: DDIM) from sampler names; None: DDIM for all."""
     if samplers is None:
         return np.ones(batch, np.int64)
@@ -46,48 +62,60 @@ def sampler_orders(samplers: np.ndarray | list[str] | None, batch: int) -> np.nd
     return np.array([ORDER[s] for s in names], np.int64)
 
 
+def trajectories(
+    config_diffusion: object, steps: np.ndarray, inverse: bool | Sequence[bool], orders: np.ndarray
+) -> list[Trajectory]:
+    """One Trajectory per sample, on the checkpoint's own betas."""
+    schedule = diffusion.schedule_args(config_diffusion)
+    directions = [inverse] * len(steps) if isinstance(inverse, bool) else list(inverse)
+    return [
+        Trajectory(diffusion.ddim_schedule(int(s), *schedule), bool(d), int(o))
+        for s, d, o in zip(steps, directions, orders, strict=True)
+    ]
+
+
+def advance(
+    engine: Engine, x: np.ndarray, z_sem: np.ndarray, walks: Sequence[Trajectory], history: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step of every sample given (one eps call) → (new x, new history); each Trajectory moves on."""
+    t, alpha_bar, target, came_from = (np.array(v) for v in zip(*(w.position() for w in walks), strict=True))
+    eps = engine.eps(x, t.astype(np.int64), z_sem)
+    order = np.array([w.order for w in walks])
+    out, history = np.empty_like(x), history.copy()
+    ddim = order == 1
+    if ddim.any():
+        out[ddim] = diffusion.ddim_step(x[ddim], eps[ddim], alpha_bar[ddim], target[ddim])
+    if not ddim.all():
+        multi = ~ddim
+        first = np.array([w.taken == 0 for w in walks])[multi]
+        # order 2 from a sample's second step on, except onto the clean image or pure noise
+        second = ~first & (target[multi] > 0.0) & (target[multi] < 1.0)
+        out[multi], history[multi] = dpmpp_step(
+            x[multi], eps[multi], alpha_bar[multi], target[multi], history[multi], came_from[multi], second
+        )
+    for w in walks:
+        w.taken += 1
+    return out, history
+
+
 def run(
     engine: Engine,
     x: np.ndarray,
     z_sem: np.ndarray,
     steps: np.ndarray,
     inverse: bool,
-    samplers: np.ndarray | list[str] | None = None,
+    samplers: Sequence[str] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Invert x0 → x_T (inverse=True, Diff-AE Eq. 7) or sample x_T → x0, each sample with steps[i] steps of
-    its sampler (samplers[i]: "ddim", the default, or "dpmpp2m").
-
-    Inversion walks schedule index 0, 1, …, S_i−1 (toward noise); sampling walks S_i−1, …, 0.
-    """
-    schedule = diffusion.schedule_args(engine.config.diffusion)  # the checkpoint's own betas
+    its sampler (samplers[i]: "ddim", the default, or "dpmpp2m")."""
     steps = np.asarray(steps, dtype=np.int64)
-    order = sampler_orders(samplers, len(steps))
-    schedules = {int(s): diffusion.ddim_schedule(int(s), *schedule) for s in np.unique(steps)}
-    update = diffusion.ddim_inverse_step if inverse else diffusion.ddim_step
+    walks = trajectories(engine.config.diffusion, steps, inverse, sampler_orders(samplers, len(steps)))
     x = np.array(x, dtype=np.float32)  # a copy: finished samples are written in place
-    history = np.zeros_like(x) if (order > 1).any() else None  # each multistep sample's last x0
-    for k in range(int(steps.max(initial=0))):
-        active = np.flatnonzero(steps > k)
-        index = np.full(len(active), k) if inverse else steps[active] - 1 - k
-        t, alpha_bar, target, came_from = _schedule_at(schedules, steps[active], index, inverse)
-        x_k = x[active]
-        eps = engine.eps(x_k, t, z_sem[active])
-        ddim = order[active] == 1
-        out = np.empty_like(x_k)
-        if ddim.any():
-            out[ddim] = update(x_k[ddim], eps[ddim], alpha_bar[ddim], target[ddim])
-        if not ddim.all():
-            multi, rows = ~ddim, active[~ddim]
-            # order 2 from a sample's second step on, except onto the clean image or pure noise
-            second = (k > 0) & (target[multi] > 0.0) & (target[multi] < 1.0)
-            out[multi], history[rows] = dpmpp_step(
-                x_k[multi],
-                eps[multi],
-                alpha_bar[multi],
-                target[multi],
-                history[rows],
-                came_from[multi],
-                second,
-            )
-        x[active] = out
-    return x
+    history = np.zeros_like(x)  # each multistep sample's last x0
+    while True:
+        active = np.array([i for i, w in enumerate(walks) if not w.done], np.int64)
+        if not len(active):
+            return x
+        x[active], history[active] = advance(
+            engine, x[active], z_sem[active], [walks[i] for i in active], history[active]
+        )
