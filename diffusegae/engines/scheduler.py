@@ -32,6 +32,10 @@ class QueueFull(RuntimeError):
     """The scheduler's queue is full: retry later (the message says so)."""
 
 
+class ServerStopping(RuntimeError):
+    """The process is shutting down: what it held was not run (retryable elsewhere)."""
+
+
 class JobCancelled(RuntimeError):
     """The request was cancelled, or ran past its deadline, before its samples finished."""
 
@@ -142,9 +146,15 @@ class StepScheduler:
         self.stats.active = sum(len(j) for j in self.active)
         return stepped
 
-    def serve(self, stop: threading.Event, idle_wait_s: float = 0.05) -> None:
-        """Tick until `stop` is set; sleeps while there is nothing to do (a submit wakes it)."""
+    def serve(
+        self, stop: threading.Event, idle_wait_s: float = 0.05, draining: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Tick until `stop` is set; sleeps while there is nothing to do (a submit wakes it). Once
+        `draining()` says the process is going away, every job held (and every later one) fails with
+        ServerStopping instead of being run."""
         while not stop.is_set():
+            if draining():
+                self.fail_all(ServerStopping("the server is stopping; retry on another server"))
             if self.tick() == 0:
                 with self._wake:
                     if not self.waiting:

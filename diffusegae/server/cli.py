@@ -6,7 +6,7 @@ import argparse
 
 from diffusegae.engines.registry import LOOP_ENGINES
 from diffusegae.paths import SHIPPED_CHECKPOINT, SHIPPED_REPOSITORY
-from diffusegae.server.specs import LEAF_BACKENDS, PYTHON_ORT
+from diffusegae.server.specs import LEAF_BACKENDS, LOOP_BATCHING, PYTHON_ORT
 
 
 def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,17 @@ def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
         help="where invert / decode run the UNet: in-process onnxruntime (default for python-ort leaves) or "
         "BLS calls to the unet model (default for native leaves)",
     )
+    add_loop_batching(parser)
+
+
+def add_loop_batching(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop-batching",
+        choices=LOOP_BATCHING,
+        default="request",
+        help="request: each dynamic batch runs its whole loop (default); step: requests join and leave the "
+        "running batch at every step",
+    )
 
 
 def run_build_repo(args: argparse.Namespace) -> int:
@@ -49,6 +60,7 @@ def run_build_repo(args: argparse.Namespace) -> int:
         checkpoint_ref=args.checkpoint_ref,
         threads=args.threads,
         loop_engine=args.loop_engine,
+        loop_batching=args.loop_batching,
     )
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"{out}: {len(models)} models ({', '.join(models)})")
@@ -64,6 +76,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--leaf-backend", choices=LEAF_BACKENDS, default=PYTHON_ORT)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model process")
+    add_loop_batching(parser)  # applies when --checkpoint rebuilds the repository
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
@@ -87,7 +100,13 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.checkpoint is not None:
             from diffusegae.server.repository import build_repository
 
-            build_repository(args.checkpoint, args.repository, args.leaf_backend, threads=args.threads)
+            build_repository(
+                args.checkpoint,
+                args.repository,
+                args.leaf_backend,
+                threads=args.threads,
+                loop_batching=args.loop_batching,
+            )
         print(container_command(args.repository, ports=ports))
         return 0
     return serve(
@@ -99,6 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         leaf_backend=args.leaf_backend,
         threads=args.threads,
+        loop_batching=args.loop_batching,
         startup_timeout=args.startup_timeout,
         log_verbose=args.log_verbose,
     )

@@ -59,6 +59,7 @@ class TritonServer:
         metrics_port: int = DEFAULT_PORTS["metrics"],
         leaf_backend: str = PYTHON_ORT,
         threads: int = 1,
+        loop_batching: str = "request",
         startup_timeout: float = 180.0,
         exit_timeout: int = 10,
         work_dir: str | Path | None = None,
@@ -68,7 +69,7 @@ class TritonServer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.host = host
         self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
-        self.leaf_backend, self.threads = leaf_backend, threads
+        self.leaf_backend, self.threads, self.loop_batching = leaf_backend, threads, loop_batching
         self.startup_timeout, self.exit_timeout, self.log_verbose = startup_timeout, exit_timeout, log_verbose
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir is not None else None
@@ -167,7 +168,13 @@ class TritonServer:
         from diffusegae.server.repository import build_repository, repository_checkpoint
 
         if self.checkpoint is not None:
-            build_repository(self.checkpoint, self.repository, self.leaf_backend, threads=self.threads)
+            build_repository(
+                self.checkpoint,
+                self.repository,
+                self.leaf_backend,
+                threads=self.threads,
+                loop_batching=self.loop_batching,
+            )
         if not any(self.repository.glob("*/config.pbtxt")):
             raise FileNotFoundError(
                 f"no models in {self.repository}: pass a checkpoint to build the repository from"
@@ -220,10 +227,16 @@ class TritonServer:
     def wait(self, timeout: float | None = None) -> int:
         return self.process.wait(timeout)
 
+    def drain(self) -> None:
+        """Tell the step-batched loop models to give back what they hold (UNAVAILABLE): the server stops."""
+        if self.work_dir is not None and self.work_dir.is_dir():
+            runtime.drain_file(self.work_dir).touch()
+
     def stop(self) -> int | None:
-        """SIGTERM by PID, SIGKILL if it outlives its exit timeout; then clean up. Returns the exit code."""
+        """Drain, SIGTERM by PID, SIGKILL if it outlives its exit timeout; then clean up. Returns the code."""
         code = None
         if self.process is not None:
+            self.drain()
             self.send_signal(signal.SIGTERM)
             try:
                 code = self.process.wait(self._kill_after_s)
@@ -251,6 +264,7 @@ def serve(repository: str | Path, checkpoint: str | Path | None = None, **option
     server = TritonServer(repository, checkpoint, **options)
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        server.drain()
         server.send_signal(signum)
 
     with server:

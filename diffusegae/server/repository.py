@@ -25,7 +25,9 @@ from diffusegae.server.specs import (
     ENSEMBLE,
     INVERT,
     LEAF_BACKENDS,
+    LOOP_BATCHING,
     ONNXRUNTIME,
+    PARAM_BATCHING,
     PARAM_CHECKPOINT,
     PARAM_DIRECTIONS,
     PARAM_ENGINE,
@@ -69,6 +71,7 @@ def build_repository(
     checkpoint_ref: str | None = None,
     threads: int = 1,
     loop_engine: str | None = None,
+    loop_batching: str = "request",
 ) -> Path:
     """Write (or refresh) the repository for `checkpoint_dir` into `out_dir`; returns out_dir.
 
@@ -76,7 +79,9 @@ def build_repository(
     one project folder, like model_repository/ and checkpoints/, else absolute). threads: onnxruntime
     intra-op threads per model process. loop_engine: where the loop models run eps, "onnxruntime"
     (in-process) or "bls" (calls to the `unet` model); default in-process for python-ort leaves, else BLS.
-    Models this checkpoint no longer has are removed.
+    loop_batching: "request" (the dynamic batcher's batch runs its whole loop) or "step" (the loop models'
+    step scheduler: requests join and leave the running batch at every step). Models this checkpoint no
+    longer has are removed.
     """
     if leaf_backend not in LEAF_BACKENDS:
         raise ValueError(f"unknown leaf backend {leaf_backend!r}; choose from {', '.join(LEAF_BACKENDS)}")
@@ -86,6 +91,8 @@ def build_repository(
     loop_engine = loop_engine or (DEFAULT_LOOP_ENGINE if leaf_backend == PYTHON_ORT else "bls")
     if loop_engine not in LOOP_ENGINES:
         raise ValueError(f"unknown loop engine {loop_engine!r}; choose from {', '.join(LOOP_ENGINES)}")
+    if loop_batching not in LOOP_BATCHING:
+        raise ValueError(f"unknown loop batching {loop_batching!r}; choose from {', '.join(LOOP_BATCHING)}")
     checkpoint = Path(checkpoint_dir).resolve()
     config = read_config(checkpoint)
     check_attribute_names(config)
@@ -122,7 +129,8 @@ def build_repository(
         if spec.backend == ENSEMBLE:
             _write(version / ENSEMBLE_MARKER, "ensemble: Triton needs this version folder to exist\n")
         elif spec.backend == PYTHON:
-            params = {**parameters, **({PARAM_ENGINE: loop_engine} if spec.name in (INVERT, DECODE) else {})}
+            loop = {PARAM_ENGINE: loop_engine, PARAM_BATCHING: loop_batching}
+            params = {**parameters, **(loop if spec.name in (INVERT, DECODE) else {})}
             _write(version / MODEL_FILES[PYTHON], SHIM.format(module=spec.module))
         elif spec.backend == ONNXRUNTIME:
             shutil.copyfile(onnx_files[spec.name], version / MODEL_FILES[ONNXRUNTIME])

@@ -48,6 +48,19 @@ def prepare_backends(work_dir: Path) -> Path:
     return backends
 
 
+DRAIN_ENV = "DIFFUSEGAE_DRAIN_FILE"
+
+
+def drain_file(work_dir: Path) -> Path:
+    return work_dir / "draining"
+
+
+def draining() -> bool:
+    """True once the launcher that started this server process tree has begun to stop it."""
+    path = os.environ.get(DRAIN_ENV)
+    return bool(path) and os.path.exists(path)
+
+
 def environment(work_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """The server's environment: PATH, LD_LIBRARY_PATH, a writable cache, passive OpenMP waits."""
     env = dict(os.environ if base is None else base)
@@ -56,6 +69,9 @@ def environment(work_dir: Path, base: dict[str, str] | None = None) -> dict[str,
     env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, *filter(None, [env.get("LD_LIBRARY_PATH")])])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["XDG_CACHE_HOME"] = str(work_dir / "cache")  # onnxruntime writes a cache on import
+    # The launcher creates this file when it stops the server: step-batched loops then answer what they
+    # hold with UNAVAILABLE at once (retryable elsewhere) instead of running it out past the exit timeout.
+    env[DRAIN_ENV] = str(drain_file(work_dir))
     # OpenMP threads spinning while they wait starve each other and any other busy process on few cores
     # (measured: 50× slower torch with a training job beside it). Every model process inherits this.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -74,6 +74,10 @@ PARAM_CHECKPOINT = "checkpoint"  # checkpoint directory; a relative path is reso
 PARAM_MODEL_CONFIG = "model_config"
 PARAM_THREADS = "threads"  # onnxruntime intra-op threads per model process
 PARAM_ENGINE = "engine"  # loop models: where eps runs (a name of engines.registry.LOOP_ENGINES)
+PARAM_BATCHING = "batching"  # loop models: "request" (dynamic batching) or "step" (engines/scheduler.py)
+LOOP_BATCHING = ("request", "step")
+PARAM_DEADLINE = "deadline_s"  # step batching: a request not finished this long after arrival is dropped
+DEFAULT_DEADLINE_S = 600.0
 # The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
 PARAM_DIRECTIONS = "directions"
 

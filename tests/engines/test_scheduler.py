@@ -4,13 +4,14 @@ admission, bounds, cancellation, deadlines, and a failing job fails alone."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from diffusegae import preset
 from diffusegae.engines import ddim_loop
-from diffusegae.engines.scheduler import Job, JobCancelled, QueueFull, StepScheduler
+from diffusegae.engines.scheduler import Job, JobCancelled, QueueFull, ServerStopping, StepScheduler
 
 from ..test_dpm_solver import ToyEngine
 
@@ -142,6 +143,24 @@ def test_a_failing_job_fails_alone():
     assert isinstance(results["bad"], RuntimeError) and "poisoned" in str(results["bad"])
     np.testing.assert_array_equal(results["good"], want)
     assert sched.stats.failed == 1 and sched.stats.completed == 1
+
+
+def test_draining_gives_back_every_job_at_once():
+    results, flag = {}, threading.Event()
+    sched = StepScheduler(CountingEngine())
+    stop = threading.Event()
+    for key in ("a", "b"):
+        sched.submit(_job(results, key, steps=1000))
+    thread = threading.Thread(target=sched.serve, args=(stop,), kwargs={"draining": flag.is_set})
+    thread.start()
+    flag.set()
+    deadline = time.monotonic() + 10
+    while len(results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    sched.wake()
+    thread.join(10)
+    assert all(isinstance(results[k], ServerStopping) for k in ("a", "b")), results
 
 
 def test_serve_runs_in_a_thread_and_fails_what_is_left_when_stopped():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,17 +135,24 @@ class BatchedModel:
             message = f"{self.name} failed: {type(err).__name__}: {err}"
             responses[good[0][0]] = error_response(message, pb_utils.TritonError.INTERNAL)
 
+    def read_checked(self, request: Any, reject: Callable[[Any], None]) -> Arrays | None:
+        """The request's checked inputs, or None after handing `reject` its error response."""
+        try:
+            return self.check(self._read(request))
+        except RequestError as err:
+            reject(error_response(f"{self.name}: {err}", pb_utils.TritonError.INVALID_ARG))
+        except Exception as err:  # a check that crashed is a bug; keep serving the other requests
+            message = f"{self.name} could not read the request: {type(err).__name__}: {err}"
+            reject(error_response(message, pb_utils.TritonError.INTERNAL))
+        return None
+
     def execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
         good = []
         for i, request in enumerate(requests):
-            try:
-                good.append((i, self.check(self._read(request))))
-            except RequestError as err:
-                responses[i] = error_response(f"{self.name}: {err}", pb_utils.TritonError.INVALID_ARG)
-            except Exception as err:  # a check that crashed is a bug; keep serving the other requests
-                message = f"{self.name} could not read the request: {type(err).__name__}: {err}"
-                responses[i] = error_response(message, pb_utils.TritonError.INTERNAL)
+            inputs = self.read_checked(request, lambda response, i=i: responses.__setitem__(i, response))
+            if inputs is not None:
+                good.append((i, inputs))
         if good:
             self._run_all(good, responses)
         return responses

@@ -1,24 +1,65 @@
-"""invert and decode: the sampling loop over every queued request at once, through the Engine protocol.
+"""invert and decode: the sampling loop over every queued request, through the Engine protocol.
 
-Requests are stacked into one batch whatever their step counts and samplers (ddim_loop gives each sample
-its own schedule and solver history). eps runs on the in-process OnnxRuntimeEngine, or over BLS on the
-`unet` model when the leaves are native backends (engine parameter `bls`).
+Two ways to batch (the repository's `batching` parameter):
+- "request": the dynamic batcher's requests are stacked into one batch whatever their step counts and
+  samplers (ddim_loop gives each sample its own schedule and solver history) and run to the end together.
+- "step": `execute` hands each checked request to a StepScheduler (engines/scheduler.py) and returns; a
+  background thread ticks it, one network call per step over every active sample, and answers each request
+  through its response sender (COMPLETE_FINAL, one response per request: the model stays non-decoupled, so
+  ensembles and unary gRPC are unchanged) the moment its samples finish. A cancelled request, or one past
+  the deadline, leaves the batch at the next tick; a full queue answers UNAVAILABLE.
+eps runs on the in-process OnnxRuntimeEngine, or over BLS on the `unet` model when the leaves are native
+backends (engine parameter `bls`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import numpy as np
+import triton_python_backend_utils as pb_utils
 
 from diffusegae import checks
 from diffusegae.engines import ddim_loop
 from diffusegae.engines.registry import DEFAULT_LOOP_ENGINE, LOOP_ENGINES, lookup
+from diffusegae.engines.scheduler import Job, JobCancelled, QueueFull, ServerStopping, StepScheduler
 from diffusegae.export.specs import X0, X_T, Z_SEM
-from diffusegae.server.models.base import Arrays, BatchedModel
-from diffusegae.server.specs import INVERT, PARAM_ENGINE, SAMPLER, STEPS
+from diffusegae.server import runtime
+from diffusegae.server.models.base import Arrays, BatchedModel, error_response
+from diffusegae.server.specs import (
+    DEFAULT_DEADLINE_S,
+    INVERT,
+    LOOP_BATCHING,
+    PARAM_BATCHING,
+    PARAM_DEADLINE,
+    PARAM_ENGINE,
+    SAMPLER,
+    STEPS,
+)
 
 
 class TritonPythonModel(BatchedModel):
     def setup(self) -> None:
+        self._setup_engine()
+        self.batching = self.parameters.get(PARAM_BATCHING, LOOP_BATCHING[0])
+        if self.batching not in LOOP_BATCHING:
+            raise ValueError(f"{self.name}: unknown batching {self.batching!r}; choose from {LOOP_BATCHING}")
+        if self.batching == "step":
+            self.deadline_s = float(self.parameters.get(PARAM_DEADLINE, DEFAULT_DEADLINE_S))
+            self.scheduler = StepScheduler(self.engine, max_active=self.spec.max_batch)
+            self.stopping = threading.Event()
+            self.thread = threading.Thread(
+                target=self.scheduler.serve,
+                args=(self.stopping,),
+                kwargs={"draining": runtime.draining},
+                name=f"{self.name}-steps",
+                daemon=True,
+            )
+            self.thread.start()
+
+    def _setup_engine(self) -> None:
         self.inverse = self.name == INVERT
         self.source = X0 if self.inverse else X_T  # what the loop starts from
         kind = self.parameters.get(PARAM_ENGINE, DEFAULT_LOOP_ENGINE)
@@ -34,8 +75,57 @@ class TritonPythonModel(BatchedModel):
             SAMPLER: np.array(names, dtype=object),  # every request has one, so requests stack
         }
 
+    def execute(self, requests: list[Any]) -> list[Any] | None:
+        if self.batching != "step":
+            return super().execute(requests)
+        for request in requests:  # answered through their senders, from the scheduler's thread
+            sender = request.get_response_sender()
+            inputs = self.read_checked(request, lambda response, s=sender: _final(s, response))
+            if inputs is None:
+                continue
+            job = Job(
+                inputs[self.source],
+                inputs[Z_SEM],
+                inputs[STEPS],
+                self.inverse,
+                done=lambda x, s=sender: _final(s, self._respond({self.output: x})),
+                failed=lambda err, s=sender: _final(s, self._failure(err)),
+                samplers=list(inputs[SAMPLER]),
+                cancelled=getattr(request, "is_cancelled", lambda: False),
+                deadline=time.monotonic() + self.deadline_s,
+            )
+            try:
+                self.scheduler.submit(job)
+            except QueueFull as err:
+                _final(sender, error_response(f"{self.name}: {err}", pb_utils.TritonError.UNAVAILABLE))
+        return None
+
+    def _failure(self, err: BaseException) -> Any:
+        if isinstance(err, ServerStopping):
+            return error_response(f"{self.name}: {err}", pb_utils.TritonError.UNAVAILABLE)
+        if isinstance(err, JobCancelled):
+            code = getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE)
+            return error_response(f"{self.name}: {err}", code)
+        return error_response(
+            f"{self.name} failed: {type(err).__name__}: {err}", pb_utils.TritonError.INTERNAL
+        )
+
+    def finalize(self) -> None:
+        if self.batching == "step":
+            self.stopping.set()
+            self.scheduler.wake()
+            self.thread.join(timeout=10)
+
+    @property
+    def output(self) -> str:
+        (name,) = self.spec.output_names
+        return name
+
     def compute(self, batch: Arrays) -> Arrays:
-        (output,) = self.spec.output_names
         x0_or_noise, z_sem = batch[self.source], batch[Z_SEM]
         x = ddim_loop.run(self.engine, x0_or_noise, z_sem, batch[STEPS], self.inverse, list(batch[SAMPLER]))
-        return {output: x}
+        return {self.output: x}
+
+
+def _final(sender: Any, response: Any) -> None:
+    sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)

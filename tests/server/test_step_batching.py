@@ -1,0 +1,93 @@
+"""Step-level batching on the real server (repository built with loop_batching="step"): each request gets
+the image the in-process pipeline gives it alone, joins the running batch mid-loop, and the server still
+refuses bad requests and stops cleanly with requests in flight."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from diffusegae.client import Client, ServerError
+from diffusegae.images import to_model, to_uint8
+from diffusegae.server.repository import build_repository
+
+from .serving import dataset_images, start_server
+
+
+@pytest.fixture(scope="module")
+def step_server(tmp_path_factory, checkpoint):
+    base = tmp_path_factory.mktemp("step")
+    repository = build_repository(checkpoint, base / "repository", loop_batching="step")
+    server = start_server(repository, None, base / "triton")
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def _close(got: np.ndarray, want: np.ndarray) -> None:
+    # One batch's float rounding differs from another's by ~1e-6 (onnxruntime's kernels per batch size):
+    # at most one uint8 level after conversion.
+    assert got.shape == want.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_concurrent_requests_with_mixed_steps_and_samplers_equal_the_pipeline(step_server, pipeline):
+    images = dataset_images(4, seed=8)
+    cases = [(images[i : i + 1], steps, sampler) for i, (steps, sampler) in
+             enumerate([(3, "ddim"), (8, "dpmpp2m"), (5, "ddim"), (10, "dpmpp2m")])]  # fmt: skip
+    with Client(step_server.url, timeout=120) as client, ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client.reconstruct, x, steps, sampler) for x, steps, sampler in cases]
+        results = [f.result() for f in futures]
+    for (x, steps, sampler), got in zip(cases, results, strict=True):
+        _close(got, to_uint8(pipeline.reconstruct(to_model(x), steps=steps, sampler=sampler)))
+
+
+def test_a_short_request_joins_and_leaves_a_running_long_one(step_server, pipeline):
+    images = dataset_images(2, seed=9)
+    with Client(step_server.url, timeout=300) as client, ThreadPoolExecutor(2) as pool:
+        long = pool.submit(client.reconstruct, images[:1], 200)
+        time.sleep(1.0)  # the long request is in its loop by now
+        short = client.reconstruct(images[1:], steps=2)
+        assert not long.done()  # it finished inside the long one's loop, not after it
+        _close(short, to_uint8(pipeline.reconstruct(to_model(images[1:]), steps=2)))
+        long.result()
+
+
+def test_bad_requests_are_still_refused_before_the_loop(step_server):
+    with Client(step_server.url, timeout=60) as client:
+        with pytest.raises(ServerError, match="unknown sampler 'euler'") as info:
+            client.reconstruct(dataset_images(1), steps=3, sampler="euler")
+        assert info.value.status == "INVALID_ARGUMENT"
+        with pytest.raises(ServerError, match=r"steps must be in 1\.\.1000") as info:
+            client.infer(
+                "decode",
+                {
+                    "x_t": np.zeros((1, 3, 32, 32), np.float32),
+                    "z_sem": np.zeros((1, 512), np.float32),
+                    "steps": np.zeros((1, 1), np.int32),
+                },
+                "x0",
+            )
+        assert info.value.status == "INVALID_ARGUMENT"
+        assert client.reconstruct(dataset_images(1), steps=2).shape == (1, 32, 32, 3)  # still serving
+
+
+def test_stopping_with_requests_in_flight_does_not_hang(tmp_path, checkpoint):
+    repository = build_repository(checkpoint, tmp_path / "repository", loop_batching="step")
+    server = start_server(repository, None, tmp_path / "triton")
+    pool = ThreadPoolExecutor(3)
+    try:
+        client = Client(server.url, timeout=120, retries=0)
+        images = dataset_images(2, seed=11)
+        futures = [pool.submit(client.reconstruct, images[:1], 500) for _ in range(2)]
+        futures.append(pool.submit(client.edit, images[:1], images[1:], "pose", 500))  # parallel steps
+        time.sleep(1.0)
+    finally:
+        code = server.stop()  # drains: the loops give back what they hold, so nothing waits out a timeout
+    assert code == 0, server.log_tail()
+    for future in futures:
+        with pytest.raises(ServerError) as info:
+            future.result(timeout=60)
+        assert info.value.retryable, info.value  # UNAVAILABLE: a client with replicas retries elsewhere
+    pool.shutdown()
