@@ -92,12 +92,15 @@ class StepScheduler:
         max_active: int = 64,
         max_waiting: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        observer: Callable[[Stats], None] | None = None,
     ) -> None:
+        """`observer(stats)` is called after every tick that stepped samples (metrics exporters)."""
         if max_active < 1 or max_waiting < 1:
             raise ValueError(
                 f"max_active and max_waiting must be at least 1, got {max_active}, {max_waiting}"
             )
         self.engine, self.max_active, self.max_waiting, self.clock = engine, max_active, max_waiting, clock
+        self.observer = observer
         self.waiting: deque[Job] = deque()
         self.active: list[Job] = []
         self.stats = Stats()
@@ -144,6 +147,9 @@ class StepScheduler:
         self.stats.samples_stepped += stepped
         self.stats.tick_seconds += time.perf_counter() - start
         self.stats.active = sum(len(j) for j in self.active)
+        if self.observer is not None:
+            with contextlib.suppress(Exception):  # metrics must never stop the loop
+                self.observer(self.stats)
         return stepped
 
     def serve(

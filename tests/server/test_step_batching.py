@@ -4,7 +4,9 @@ refuses bad requests and stops cleanly with requests in flight."""
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -41,6 +43,17 @@ def test_concurrent_requests_with_mixed_steps_and_samplers_equal_the_pipeline(st
         results = [f.result() for f in futures]
     for (x, steps, sampler), got in zip(cases, results, strict=True):
         _close(got, to_uint8(pipeline.reconstruct(to_model(x), steps=steps, sampler=sampler)))
+
+
+def test_the_schedulers_figures_are_on_the_metrics_endpoint(step_server):
+    with Client(step_server.url, timeout=120) as client:
+        client.reconstruct(dataset_images(2), steps=4)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{step_server.ports['metrics']}/metrics").read().decode()
+    for model in ("invert", "decode"):
+        ticks = re.search(rf'diffusegae_loop_ticks_total{{model="{model}"}} (\S+)', text)
+        assert ticks is not None and float(ticks.group(1)) >= 4, text[-2000:]
+        assert f'diffusegae_loop_active{{model="{model}"}}' in text
+        assert f'diffusegae_loop_samples_stepped_total{{model="{model}"}}' in text
 
 
 def test_a_short_request_joins_and_leaves_a_running_long_one(step_server, pipeline):

@@ -28,6 +28,7 @@ from diffusegae.engines.scheduler import Job, JobCancelled, QueueFull, ServerSto
 from diffusegae.export.specs import X0, X_T, Z_SEM
 from diffusegae.server import runtime
 from diffusegae.server.models.base import Arrays, BatchedModel, error_response
+from diffusegae.server.models.loop_metrics import SchedulerMetrics
 from diffusegae.server.specs import (
     DEFAULT_DEADLINE_S,
     INVERT,
@@ -48,7 +49,10 @@ class TritonPythonModel(BatchedModel):
             raise ValueError(f"{self.name}: unknown batching {self.batching!r}; choose from {LOOP_BATCHING}")
         if self.batching == "step":
             self.deadline_s = float(self.parameters.get(PARAM_DEADLINE, DEFAULT_DEADLINE_S))
-            self.scheduler = StepScheduler(self.engine, max_active=self.spec.max_batch)
+            metrics = SchedulerMetrics(self.name)
+            self.scheduler = StepScheduler(
+                self.engine, max_active=self.spec.max_batch, observer=metrics.update
+            )
             self.stopping = threading.Event()
             self.thread = threading.Thread(
                 target=self.scheduler.serve,
