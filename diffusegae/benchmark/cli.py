@@ -64,6 +64,11 @@ def _positive(kind: type):
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--server", default="127.0.0.1:8001", help="gRPC host:port (default %(default)s)")
+    parser.add_argument(
+        "--metrics-url",
+        default=None,
+        help="the server's Prometheus endpoint, for the step scheduler's figures (default: host:8002)",
+    )
     parser.add_argument("--op", choices=OPS, default="edit", help="the op to load (default %(default)s)")
     parser.add_argument(
         "--concurrency",
@@ -175,7 +180,9 @@ async def sweep(
     from diffusegae.client import AsyncClient
 
     client = AsyncClient(args.server, timeout=args.timeout, retries=0)
-    stats = server_stats.ServerStats(args.server)
+    stats = server_stats.ServerStats(
+        args.server, metrics_url=args.metrics_url or default_metrics_url(args.server)
+    )
     try:
         if not await client.is_ready():
             raise BenchError(
@@ -192,8 +199,8 @@ async def sweep(
         async def send() -> None:
             await client.infer(call.model, call.inputs, call.output)
 
-        async def mark() -> server_stats.Snapshot:
-            return await asyncio.to_thread(stats.snapshot)
+        async def mark() -> tuple[server_stats.Snapshot, server_stats.LoopCounters]:
+            return await asyncio.to_thread(lambda: (stats.snapshot(), stats.loop_counters()))
 
         summaries = []
         for level in levels:
@@ -208,7 +215,11 @@ async def sweep(
                 stable=measured.stable,
                 send_lag_ms=measured.send_lag_ms,
             )
-            summary.server = server_stats.summarize(server_stats.delta(*measured.marks), args.op, models)
+            (before, loops_before), (after, loops_after) = measured.marks
+            summary.server = server_stats.summarize(server_stats.delta(before, after), args.op, models)
+            scheduler = server_stats.loop_summary(loops_before, loops_after, measured.duration_s)
+            if scheduler:  # a step-batched server: what each network call ran
+                summary.server["scheduler"] = scheduler
             summaries.append(summary)
             p50 = summary.latency_ms["p50"]
             print(
@@ -236,6 +247,12 @@ async def sweep(
         "date": results.run_stamp(),
     }  # fmt: skip
     return summaries, meta
+
+
+def default_metrics_url(server: str) -> str:
+    """Triton's Prometheus endpoint beside a gRPC address: the same host, port 8002 (Triton's default)."""
+    host = server.rsplit(":", 1)[0] if ":" in server else server
+    return f"http://{host}:8002/metrics"
 
 
 def default_device() -> str:

@@ -39,7 +39,7 @@ def _us(value_ms: float | None) -> str:
 def table(levels: Sequence[LevelSummary], title: str = "") -> str:
     """The terminal table: one line per level."""
     header = ["level", "sent", "ok", "err", "req/s", "img/s", *(f"p{p}" for p in PERCENTILES)]
-    header += ["server", "queue", "infer", "decode batches"]
+    header += ["server", "queue", "infer", "decode batches", "decode samples/tick"]
     rows = []
     for s in levels:
         server = s.server or {}
@@ -56,6 +56,7 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
                 _ms(server.get("queue_ms")),
                 _ms(server.get("compute_infer_ms")),
                 batch_histogram(server, DECODE) or "-",
+                str(server.get("scheduler", {}).get(DECODE, {}).get("samples_per_tick", "-")),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else []
@@ -65,7 +66,10 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
     lines.append(
         "latency ms (p50…p99 over answered requests; server: mean per request, queue/infer summed over"
     )
-    lines.append("the op's models); decode batches: executions per batch size the server formed")
+    lines.append(
+        "the op's models); decode batches: executions per batch size the server formed; decode samples/tick:"
+        " with step batching, the samples each of the decode loop's network calls ran"
+    )
     for s in levels:
         for message, count in s.errors_by_message.items():
             lines.append(f"{s.level.label}: {count} × {message}")

@@ -11,6 +11,8 @@ perf_analyzer does for ensembles, the op's queue and compute times are the sums 
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,15 +140,62 @@ def batch_histogram(summary: dict[str, Any] | None, model: str) -> str:
     return " ".join(f"{size}×{n}" for size, n in batches.items())
 
 
+# The step scheduler's counters (server/models/loop_metrics.py) on the Prometheus endpoint.
+_LOOP_COUNTER = re.compile(
+    r'^diffusegae_loop_(ticks|samples_stepped|tick_seconds)_total\{model="([^"]+)"\} (\S+)$'
+)
+LoopCounters = dict[str, dict[str, float]]  # model → counter → value
+
+
+def parse_loop_metrics(text: str) -> LoopCounters:
+    """The step scheduler's cumulative counters per loop model from Prometheus text (empty without any)."""
+    out: LoopCounters = {}
+    for line in text.splitlines():
+        match = _LOOP_COUNTER.match(line.strip())
+        if match:
+            out.setdefault(match.group(2), {})[match.group(1)] = float(match.group(3))
+    return out
+
+
+def loop_summary(before: LoopCounters, after: LoopCounters, seconds: float) -> dict[str, dict[str, float]]:
+    """Per loop model over a window: ticks, samples per tick (the batch each network call ran), ticks/s."""
+    out = {}
+    for model, counters in after.items():
+        old = before.get(model, {})
+        ticks = counters.get("ticks", 0.0) - old.get("ticks", 0.0)
+        if ticks <= 0:
+            continue
+        stepped = counters.get("samples_stepped", 0.0) - old.get("samples_stepped", 0.0)
+        busy = counters.get("tick_seconds", 0.0) - old.get("tick_seconds", 0.0)
+        out[model] = {
+            "ticks": ticks,
+            "samples_per_tick": round(stepped / ticks, 2),
+            "ticks_per_s": round(ticks / seconds, 2) if seconds > 0 else None,
+            "ms_per_tick": round(busy / ticks * 1e3, 2),
+        }
+    return out
+
+
 class ServerStats:
     """Snapshots of one server's statistics over tritonclient gRPC (blocking: call between levels or in a
-    thread)."""
+    thread), and of its step schedulers' counters from `metrics_url` when given."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, metrics_url: str | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
         self._grpc = grpcclient.InferenceServerClient(url)
         self.timeout = timeout
+        self.metrics_url = metrics_url
+
+    def loop_counters(self) -> LoopCounters:
+        """The step schedulers' counters; empty when there is no endpoint or no step-batched loop."""
+        if self.metrics_url is None:
+            return {}
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=self.timeout) as response:
+                return parse_loop_metrics(response.read().decode("utf-8", "replace"))
+        except OSError:
+            return {}
 
     def snapshot(self) -> Snapshot:
         return parse_snapshot(self._grpc.get_inference_statistics(as_json=True, client_timeout=self.timeout))

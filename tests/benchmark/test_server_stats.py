@@ -74,3 +74,27 @@ def test_composing_models_in_step_order_once_each():
     }
     assert composing_models(config) == ["prepare", "encoder", "swap", "decode"]
     assert composing_models({"config": {"name": "unet"}}) == []
+
+
+def test_the_step_schedulers_counters_are_read_from_prometheus_text():
+    from diffusegae.benchmark.server_stats import loop_summary, parse_loop_metrics
+
+    def text(ticks: float, stepped: float, seconds: float) -> str:
+        return "\n".join(
+            [
+                "# TYPE diffusegae_loop_ticks_total counter",
+                f'diffusegae_loop_ticks_total{{model="decode"}} {ticks}',
+                f'diffusegae_loop_samples_stepped_total{{model="decode"}} {stepped}',
+                f'diffusegae_loop_tick_seconds_total{{model="decode"}} {seconds}',
+                'diffusegae_loop_active{model="decode"} 3',
+                'nv_inference_count{model="decode",version="1"} 12',
+            ]
+        )
+
+    before, after = parse_loop_metrics(text(10, 20, 0.5)), parse_loop_metrics(text(30, 100, 1.5))
+    assert before == {"decode": {"ticks": 10.0, "samples_stepped": 20.0, "tick_seconds": 0.5}}
+    summary = loop_summary(before, after, seconds=4.0)
+    assert summary == {
+        "decode": {"ticks": 20.0, "samples_per_tick": 4.0, "ticks_per_s": 5.0, "ms_per_tick": 50.0}
+    }
+    assert loop_summary(after, after, 4.0) == {} and parse_loop_metrics("") == {}
