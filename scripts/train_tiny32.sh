@@ -10,6 +10,7 @@ CK=${1:-/tmp/diffusegae-train/tiny32}
 PY=${PY:-python}
 THREADS=${THREADS:-2}
 STEPS1=${STEPS1:-4500} STEPS2=${STEPS2:-3000} STEPS3=${STEPS3:-800}
+EXTRA=${EXTRA:-}  # more `diffusegae train` flags for every stage (the test: a tiny batch, few statistics images)
 
 done_steps() {  # steps of stage $1 already in the checkpoint's record (0 when none)
     "$PY" - "$CK" "$1" <<'PY'
@@ -30,8 +31,9 @@ stage() {  # stage number, target steps, flags
         echo "stage $n: $have of $target steps done, skipped"
         return
     fi
+    # shellcheck disable=SC2086  # EXTRA is a list of flags
     "$PY" -m diffusegae.cli train --checkpoint "$CK" --stage "$n" --steps $((target - have)) \
-        --threads "$THREADS" --save-every-s 300 "$@"
+        --threads "$THREADS" --save-every-s 300 "$@" $EXTRA
 }
 
 stage 1 "$STEPS1" --preset tiny32 --lr 2e-4 --batch-size 32 --seed 0

@@ -61,3 +61,36 @@ def test_returns_fp16_weights_and_resumes_on_a_fresh_machine(tmp_path: Path) -> 
     assert "restored" in stdout
     stages = [json.loads(line)["stage"] for line in (second / "train_log.jsonl").read_text().splitlines()]
     assert stages[0] == 1 and stages[-1] == 2  # the first call's log came along, then stage 2 went on
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "scripts" / "train_tiny32.sh"
+
+
+def test_the_shipped_recipe_runs_every_stage_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    """The recipe with tiny step counts: all three stages, recorded; run again, nothing is retrained."""
+    env = {
+        **os.environ,
+        "PY": sys.executable,
+        "THREADS": "1",
+        "STEPS1": "2",
+        "STEPS2": "2",
+        "STEPS3": "1",
+        "EXTRA": "--batch-size 2 --stats-images 16 --log-every 1 --quiet",
+    }
+    ck = tmp_path / "ck"
+
+    def run() -> str:
+        done = subprocess.run(
+            ["bash", str(RECIPE), str(ck)], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run()
+    stages = json.loads((ck / "config.json").read_text())["info"]["train"]
+    assert [stages[f"stage{n}"]["steps"] for n in (1, 2, 3)] == [2, 2, 1]
+    assert stages["stage1"]["objective"]["weighting"] == "v"  # tiny32 predicts v: its own MSE
+    again = run()
+    for n, steps in ((1, 2), (2, 2), (3, 1)):
+        assert f"stage {n}: {steps} of {steps} steps done, skipped" in again, again
+    assert json.loads((ck / "config.json").read_text())["info"]["train"] == stages
