@@ -38,6 +38,12 @@ def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
         "BLS calls to the unet model (default for native leaves)",
     )
     add_loop_batching(parser)
+    parser.add_argument(
+        "--deploy",
+        metavar="DIR",
+        default=None,
+        help="also write Kubernetes manifests and a Dockerfile for this repository (the project's: deploy/)",
+    )
 
 
 def add_loop_batching(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +70,11 @@ def run_build_repo(args: argparse.Namespace) -> int:
     )
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"{out}: {len(models)} models ({', '.join(models)})")
+    if args.deploy is not None:
+        from diffusegae.server.deploy import write_manifests
+
+        files = write_manifests(args.deploy, out)
+        print(f"{args.deploy}: {', '.join(p.name for p in files)}")
     return 0
 
 

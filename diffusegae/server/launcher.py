@@ -31,6 +31,10 @@ from diffusegae.server import runtime
 from diffusegae.server.specs import PYTHON_ORT
 
 NGC_VERSION = "24.10"  # tritonserver 2.51, the release nvidia-pytriton 0.7 bundles
+NGC_IMAGE = f"nvcr.io/nvidia/tritonserver:{NGC_VERSION}-py3"
+# /dev/shm of a container: the python backend moves every tensor through it (Docker's 64 MiB default is
+# too small for a batch of 64 images); `deploy/` sizes the pod's memory-backed /dev/shm the same.
+CONTAINER_SHM_BYTES = 1 << 30
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 
 
@@ -302,10 +306,10 @@ def container_command(
     project = Path(project).resolve() if project is not None else Path(__file__).resolve().parents[2]
     ports = {**DEFAULT_PORTS, **(ports or {})}
     mounts = [repo, *filter(None, [repository_checkpoint(repo)])]
-    args = ["docker", "run", "--rm", f"--gpus={gpus}", "--shm-size=1g"]
+    args = ["docker", "run", "--rm", f"--gpus={gpus}", f"--shm-size={CONTAINER_SHM_BYTES}"]
     args += [f"-p{ports[k]}:{DEFAULT_PORTS[k]}" for k in ("http", "grpc", "metrics")]
     args += [f"-v{path}:{path}" for path in mounts] + [f"-v{project}:/opt/diffusegae"]
-    args += ["-eOMP_WAIT_POLICY=PASSIVE", f"nvcr.io/nvidia/tritonserver:{version}-py3"]
+    args += ["-eOMP_WAIT_POLICY=PASSIVE", NGC_IMAGE.replace(NGC_VERSION, version)]
     inner = (
         "pip install -q /opt/diffusegae 'numpy<2' && tritonserver "
         f"--model-repository={shlex.quote(str(repo))} --model-control-mode=none --exit-on-error=true"
