@@ -22,17 +22,21 @@ class AsyncClient(Ops[Awaitable[np.ndarray]]):
 
     async def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)
-        infer = self._grpc.infer
-        result = await self.retry.acall(
-            lambda: infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
-        )
-        return result.as_numpy(call.output)
+
+        async def attempt() -> grpcaio.InferResult:
+            with self._replica() as grpc:  # held until the answer arrives
+                return await grpc.infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
+
+        return (await self.retry.acall(attempt)).as_numpy(call.output)
 
     async def is_ready(self) -> bool:
-        try:
-            return bool(await self._grpc.is_server_ready(client_timeout=5.0))
-        except InferenceServerException:
-            return False
+        for replica in self.replicas.replicas:
+            try:
+                if await replica.grpc.is_server_ready(client_timeout=5.0):
+                    return True
+            except InferenceServerException:
+                continue
+        return False
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -42,7 +46,8 @@ class AsyncClient(Ops[Awaitable[np.ndarray]]):
             await asyncio.sleep(0.2)
 
     async def close(self) -> None:
-        await self._grpc.close()
+        for grpc in self.replicas.close():
+            await grpc.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -6,16 +6,18 @@ awaitables (`await client.edit(...)`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from diffusegae.client import calls
 from diffusegae.client.calls import Call, Image
 from diffusegae.client.errors import Retry, ServerError
+from diffusegae.client.replicas import Replicas, endpoints
 from diffusegae.server.specs import OUTPUT
 
 R = TypeVar("R")
@@ -51,21 +53,42 @@ class Ops(Generic[R]):
     """The ops, written once for both clients; a subclass supplies the transport (`_connect`, `_infer`).
 
     Every op takes `sampler`: "ddim" or "dpmpp2m" (DPM-Solver++(2M)); None leaves it to the server (DDIM).
-    `timeout` (seconds) bounds each attempt (None waits forever); UNAVAILABLE is retried `retries` times
-    with exponential backoff from `backoff` seconds.
+    `url`: one server, several ("a:8001,b:8001" or a list) or "dns:///name:port" (client/replicas.py: each
+    request goes to the ready replica with the fewest in flight). `timeout` (seconds) bounds each attempt
+    (None waits forever); UNAVAILABLE is retried `retries` times with exponential backoff from `backoff`
+    seconds, on another replica when there is one.
     """
 
     def __init__(
         self,
-        url: str = "127.0.0.1:8001",
+        url: str | Sequence[str] = "127.0.0.1:8001",
         timeout: float | None = 300.0,
         retries: int = 3,
         backoff: float = 0.25,
     ) -> None:
-        self.url = url
+        self.url = url if isinstance(url, str) else ",".join(url)
         self.timeout = timeout
         self.retry = Retry(retries, backoff)
-        self._grpc = self._connect(url)
+        self.replicas = Replicas(endpoints(url), self._connect)
+
+    @property
+    def _grpc(self) -> Any:
+        """The first replica's connection (for calls that need no balancing)."""
+        return self.replicas.replicas[0].grpc
+
+    @contextlib.contextmanager
+    def _replica(self) -> Iterator[Any]:
+        """The least-loaded replica's connection for one attempt (sync or async); UNAVAILABLE there marks
+        it down, and the caller's Retry tries again elsewhere."""
+        replica = self.replicas.acquire()
+        unavailable = False
+        try:
+            yield replica.grpc
+        except InferenceServerException as err:
+            unavailable = ServerError.from_triton(err).retryable
+            raise
+        finally:
+            self.replicas.release(replica, unavailable)
 
     def _connect(self, url: str) -> Any:
         raise NotImplementedError

@@ -21,24 +21,31 @@ class Client(Ops[np.ndarray]):
 
     def _infer(self, call: Call) -> np.ndarray:
         inputs, outputs = infer_args(call)
-        infer = self._grpc.infer
-        result = self.retry.call(
-            lambda: infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
-        )
-        return result.as_numpy(call.output)
+
+        def attempt() -> grpcclient.InferResult:
+            with self._replica() as grpc:
+                return grpc.infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
+
+        return self.retry.call(attempt).as_numpy(call.output)
 
     def image_size(self, op: str = EDIT) -> int:
         """The served checkpoint's image size, read from an op's metadata (its output [B, size, size, 3])."""
         meta = self.retry.call(
-            lambda: self._grpc.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
+            lambda: self._attempt(
+                lambda g: g.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
+            )
         )
         return image_size_of(meta, op)
 
     def is_ready(self) -> bool:
-        try:
-            return bool(self._grpc.is_server_ready(client_timeout=5.0))
-        except InferenceServerException:
-            return False
+        """True when a replica (every one, with several, need not be) answers ready."""
+        for replica in self.replicas.replicas:
+            try:
+                if replica.grpc.is_server_ready(client_timeout=5.0):
+                    return True
+            except InferenceServerException:
+                continue
+        return False
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the server is ready; TimeoutError after `timeout` seconds."""
@@ -49,7 +56,8 @@ class Client(Ops[np.ndarray]):
             time.sleep(0.2)
 
     def close(self) -> None:
-        self._grpc.close()
+        for grpc in self.replicas.close():
+            grpc.close()
 
     def __enter__(self) -> Client:
         return self

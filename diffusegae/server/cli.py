@@ -89,6 +89,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model process")
     add_loop_batching(parser)  # applies when --checkpoint rebuilds the repository
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="start N servers on free ports (each with its own shm prefix and watchdog); prints their list",
+    )
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -123,6 +129,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(
         args.repository,
         args.checkpoint,
+        replicas=args.replicas,
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,

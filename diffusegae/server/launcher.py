@@ -263,27 +263,53 @@ class TritonServer:
         self.stop()
 
 
-def serve(repository: str | Path, checkpoint: str | Path | None = None, **options: Any) -> int:
-    """Run until the server exits; SIGINT / SIGTERM are forwarded to it. Returns its exit code."""
-    server = TritonServer(repository, checkpoint, **options)
+def serve(
+    repository: str | Path, checkpoint: str | Path | None = None, replicas: int = 1, **options: Any
+) -> int:
+    """Run until a server exits; SIGINT / SIGTERM drain and stop them all. Returns the first exit code.
+
+    replicas > 1 starts that many servers over the one repository, each on its own free loopback ports
+    with its own shm prefix and watchdog, and prints the gRPC address list a client takes as it is
+    (`Client("a:8001,b:8002")`)."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
+    if replicas > 1:
+        if checkpoint is not None:  # build once, then serve it N times
+            TritonServer(repository, checkpoint, **options)._prepare_repository()
+        host = options.get("host", "127.0.0.1")
+        ports = [{f"{k}_port": free_port(host) for k in ("grpc", "http", "metrics")} for _ in range(replicas)]
+        servers = [TritonServer(repository, None, **{**options, **p}) for p in ports]
+    else:
+        servers = [TritonServer(repository, checkpoint, **options)]
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        server.drain()
-        server.send_signal(signum)
+        for server in servers:
+            server.drain()
+            server.send_signal(signum)
 
-    with server:
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            print(
-                f"tritonserver {server.pid} serving {server.repository}: gRPC {server.url}, "
-                f"HTTP {server.http_url}; Ctrl-C stops it",
-                flush=True,
-            )
-            code = server.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    return code
+    started: list[TritonServer] = []
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for server in servers:
+            started.append(server.start())
+        urls = ",".join(server.url for server in started)
+        for server in started:
+            print(f"tritonserver {server.pid} serving {server.repository}: gRPC {server.url}, HTTP "
+                  f"{server.http_url}", flush=True)  # fmt: skip
+        if len(started) > 1:
+            print(f"replicas: {urls}", flush=True)
+        print("Ctrl-C stops " + ("it" if len(started) == 1 else "them"), flush=True)
+        while True:
+            for server in started:
+                code = server.process.poll()
+                if code is not None:
+                    return code
+            time.sleep(0.2)
+    finally:
+        for server in started:
+            server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def container_command(
