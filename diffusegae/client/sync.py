@@ -30,12 +30,11 @@ class Client(Ops[np.ndarray]):
 
     def image_size(self, op: str = EDIT) -> int:
         """The served checkpoint's image size, read from an op's metadata (its output [B, size, size, 3])."""
-        meta = self.retry.call(
-            lambda: self._attempt(
-                lambda g: g.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
-            )
-        )
-        return image_size_of(meta, op)
+        def attempt() -> dict:
+            with self._replica() as grpc:
+                return grpc.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
+
+        return image_size_of(self.retry.call(attempt), op)
 
     def is_ready(self) -> bool:
         """True when a replica (every one, with several, need not be) answers ready."""
