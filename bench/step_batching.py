@@ -3,8 +3,9 @@
 For each mode a server is started on free loopback ports with a repository built for that mode. The
 capacity (images/s of edits at S = 20 under a closed loop of --capacity-concurrency clients) is measured on
 the request-level server; then both servers get the same open-loop Poisson arrivals at 50 %, 80 % and 95 %
-of it (`diffusegae bench --rate R --poisson --requests N`). Records p50 / p99 latency and throughput per
-mode and load, and the p99 ratio step / request, in bench/results/step_batching.jsonl (BENCHMARKS.md).
+of it (`diffusegae bench --rate R --poisson --requests N`), and a mixed workload (S = 10 and S = 50 in turn)
+at 80 % of its own capacity. Records p50 / p99 latency and throughput per mode and load, and the p99 ratio
+step / request, in bench/results/step_batching.jsonl (BENCHMARKS.md).
     python bench/step_batching.py [--checkpoint checkpoints/tiny32] [--requests 60] [--steps 20]
 """
 
@@ -24,6 +25,7 @@ from diffusegae.server.launcher import TritonServer, free_port
 from diffusegae.server.repository import build_repository
 
 LOADS = (0.5, 0.8, 0.95)
+MIX = "10,50"  # the mixed workload: requests alternate between these step counts
 
 
 def bench(server: TritonServer, out: Path, *flags: str) -> dict:
@@ -59,9 +61,8 @@ def main() -> None:
             ports = {f"{k}_port": free_port() for k in ("grpc", "http", "metrics")}
             servers[mode] = TritonServer(repo, None, work_dir=work / f"triton-{mode}", **ports).start()
         steps = ["--steps", str(args.steps), "--requests", str(args.requests)]
-        closed = bench(
-            servers["request"], work / "capacity", "--concurrency", str(args.capacity_concurrency), *steps
-        )
+        clients = ["--concurrency", str(args.capacity_concurrency)]
+        closed = bench(servers["request"], work / "capacity", *clients, *steps)
         capacity = closed["images_per_s"]
         print(f"capacity (request-level, closed loop of {args.capacity_concurrency}): {capacity:.2f} img/s")
         rows, p99 = [], {}
@@ -75,6 +76,19 @@ def main() -> None:
                 print(f"{mode:7s} {load:.0%}: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, "
                       f"{level['images_per_s']:.2f} img/s, errors {level['errors']}")  # fmt: skip
                 rows.append((mode, load, rate, level, scheduler))
+        # the mixed workload at 80 % of its own capacity: short requests behind long ones
+        mixed_flags = ["--mix-steps", MIX, "--requests", str(args.requests)]
+        mixed_capacity = bench(servers["request"], work / "mix-capacity", *clients, *mixed_flags)[
+            "images_per_s"
+        ]
+        rate = f"{0.8 * mixed_capacity:.3f}"
+        for mode, server in servers.items():
+            level = bench(server, work / f"mix-{mode}", "--rate", rate, "--poisson", *mixed_flags)
+            p99[(mode, "mix")] = level["latency_ms"]["p99"]
+            scheduler = (level.get("server") or {}).get("scheduler", {}).get("decode", {})
+            print(f"{mode:7s} mixed S={MIX} at 80%: p50 {level['latency_ms']['p50']:.0f} ms, "
+                  f"p99 {level['latency_ms']['p99']:.0f} ms, {level['images_per_s']:.2f} img/s")  # fmt: skip
+            rows.append((mode, "mix", rate, level, scheduler))
         records = []
         for mode, load, rate, level, scheduler in rows:
             lat = level["latency_ms"]
@@ -90,11 +104,16 @@ def main() -> None:
             records.append(
                 record(
                     f"Step vs request batching: edit S={args.steps}, Poisson arrivals",
-                    {"mode": mode, "load": f"{load:.0%} of capacity"},
+                    {
+                        "mode": mode,
+                        "load": f"S={MIX} mixed, 80 % of its capacity"
+                        if load == "mix"
+                        else f"{load:.0%} of capacity",
+                    },
                     extra=extra,
-                    notes=f"capacity {capacity:.2f} img/s (request-level, closed loop of "
-                    f"{args.capacity_concurrency}); {args.requests} answers per level after 2 warm-up; "
-                    "`diffusegae bench` over gRPC from the same machine",
+                    notes=f"capacity {capacity:.2f} img/s at S={args.steps}, {mixed_capacity:.2f} img/s mixed "
+                    f"(request-level, closed loop of {args.capacity_concurrency}); {args.requests} answers per "
+                    "level after 2 warm-up; `diffusegae bench` over gRPC from the same machine",
                 )
             )
         print(save(records))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shlex
 import sys
@@ -88,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=_positive(int), default=1, help="images per request (default 1)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     parser.add_argument(
+        "--mix-steps",
+        type=_numbers(int, "--mix-steps", "10,50"),
+        default=None,
+        help="send requests with these step counts in turn instead of --steps (e.g. 10,50)",
+    )
+    parser.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default=None,
@@ -160,6 +167,7 @@ def command_of(args: argparse.Namespace) -> str:
     if args.rate:
         parts += ["--rate", ",".join(f"{r:g}" for r in args.rate)] + (["--poisson"] if args.poisson else [])
     parts += ["--batch", str(args.batch), "--steps", str(args.steps)]
+    parts += ["--mix-steps", ",".join(map(str, args.mix_steps))] if args.mix_steps else []
     parts += ["--sampler", args.sampler] if args.sampler else []
     window = window_of(args)
     parts += (
@@ -191,12 +199,19 @@ async def sweep(
         try:
             served = await asyncio.to_thread(stats.model_config, PREPARE)
             config, directions = config_from_model_config(served)
-            call = request(args.op, config, args.batch, args.steps, args.seed, directions, args.sampler)
+            step_counts = args.mix_steps or [args.steps]
+            turn = itertools.cycle(
+                [
+                    request(args.op, config, args.batch, s, args.seed, directions, args.sampler)
+                    for s in step_counts
+                ]
+            )
             models = await asyncio.to_thread(stats.composing_models, args.op)
         except InferenceServerException as err:
             raise BenchError(f"the server at {args.server} cannot run {args.op}: {err.message()}") from None
 
         async def send() -> None:
+            call = next(turn)
             await client.infer(call.model, call.inputs, call.output)
 
         async def mark() -> tuple[server_stats.Snapshot, server_stats.LoopCounters]:
@@ -237,7 +252,7 @@ async def sweep(
         "checkpoint": config.name,
         "image_size": config.image_size,
         "batch": args.batch,
-        "steps": args.steps,
+        "steps": "/".join(map(str, args.mix_steps)) if args.mix_steps else args.steps,
         "sampler": args.sampler or "ddim",
         "window": {"duration_s": window.duration, "requests": window.requests, "warmup": window.warmup,
                    "stability_percent": window.stability, "max_windows": window.max_windows},

@@ -30,6 +30,7 @@ class Client(Ops[np.ndarray]):
 
     def image_size(self, op: str = EDIT) -> int:
         """The served checkpoint's image size, read from an op's metadata (its output [B, size, size, 3])."""
+
         def attempt() -> dict:
             with self._replica() as grpc:
                 return grpc.get_model_metadata(op, as_json=True, client_timeout=self.timeout)
