@@ -89,6 +89,11 @@ def main() -> None:
             print(f"{mode:7s} mixed S={MIX} at 80%: p50 {level['latency_ms']['p50']:.0f} ms, "
                   f"p99 {level['latency_ms']['p99']:.0f} ms, {level['images_per_s']:.2f} img/s")  # fmt: skip
             rows.append((mode, "mix", rate, level, scheduler))
+        notes = (
+            f"capacity {capacity:.2f} img/s at S={args.steps}, {mixed_capacity:.2f} img/s mixed "
+            f"(request-level, closed loop of {args.capacity_concurrency}); {args.requests} answers per "
+            "level after 2 warm-up; `diffusegae bench` over gRPC from the same machine"
+        )
         records = []
         for mode, load, rate, level, scheduler in rows:
             lat = level["latency_ms"]
@@ -111,9 +116,7 @@ def main() -> None:
                         else f"{load:.0%} of capacity",
                     },
                     extra=extra,
-                    notes=f"capacity {capacity:.2f} img/s at S={args.steps}, {mixed_capacity:.2f} img/s mixed "
-                    f"(request-level, closed loop of {args.capacity_concurrency}); {args.requests} answers per "
-                    "level after 2 warm-up; `diffusegae bench` over gRPC from the same machine",
+                    notes=notes,
                 )
             )
         print(save(records))
