@@ -9,7 +9,7 @@ set -euo pipefail
 CK=${1:-/tmp/diffusegae-train/tiny32}
 PY=${PY:-python}
 THREADS=${THREADS:-2}
-STEPS1=${STEPS1:-4500} STEPS2=${STEPS2:-3000} STEPS3=${STEPS3:-800}
+STEPS1=${STEPS1:-3401} STEPS2=${STEPS2:-2500} STEPS3=${STEPS3:-600}
 EXTRA=${EXTRA:-}  # more `diffusegae train` flags for every stage (the test: a tiny batch, few statistics images)
 
 done_steps() {  # steps of stage $1 already in the checkpoint's record (0 when none)

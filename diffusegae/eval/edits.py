@@ -3,7 +3,8 @@
 edit(source, reference, swap=[k]): the output should show the reference's value of k ("took") and the
 source's values of every other attribute ("kept"). Sources and references differ in every attribute, so
 each outcome is unambiguous. recombine({a: image_a, ...}): attribute a should take image_a's value; the
-images differ pairwise in every attribute.
+images differ pairwise in every attribute. interpolate(a, b, 0.5, attributes=[k]): every attribute but k
+should keep a's value ("kept").
 
 Where an edit fails, two diagnostics say which half of the model to blame. The dataset renders the true
 edited image (the source's values with k from the reference, the source's nuisance), so its z_sem is the
@@ -154,6 +155,46 @@ def recombine_accuracy(
         "steps": steps,
         "accuracy": {name: float(correct[:, j].mean()) for j, name in enumerate(names)},
         "all_correct": float(correct.all(axis=1).mean()),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def interpolation_accuracy(
+    pipe: Pipeline,
+    oracle: AttributeOracle,
+    dataset: AttributeDataset,
+    n: int,
+    steps: int,
+    seed: int = 0,
+    batch_size: int = 32,
+    alpha: float = 0.5,
+) -> dict[str, Any]:
+    """Per attribute k: interpolate only k from a toward b by alpha (inferred x_T, slerped); "kept" is the
+    fraction of the other attributes that still show a's value (a and b differ in every attribute)."""
+    names = dataset.attribute_names
+    a, b = sample_groups(dataset, n, 2, seed + 2)
+    xa, xb = to_model(a.images), to_model(b.images)
+    start = time.perf_counter()
+    results = {}
+    for j, name in enumerate(names):
+        out = np.concatenate(
+            [
+                pipe.interpolate(xa[p], xb[p], alpha, attributes=[name], steps=steps)
+                for p in batches(n, batch_size)
+            ]
+        )
+        predicted = oracle.predict(to_uint8(out))
+        others = [i for i in range(len(names)) if i != j]
+        results[name] = {
+            "kept": float((predicted[:, others] == a.values[:, others]).mean()),
+            "at_a": float((predicted[:, j] == a.values[:, j]).mean()),
+            "at_b": float((predicted[:, j] == b.values[:, j]).mean()),
+        }
+    return {
+        "images": n,
+        "steps": steps,
+        "alpha": alpha,
+        "attribute": results,
         "seconds": round(time.perf_counter() - start, 2),
     }
 

@@ -133,7 +133,23 @@ def _edits(edits: dict[str, Any]) -> list[str]:
         "",
         *_table([*acc, "all"], [[*(f"{v:.3f}" for v in acc.values()), f"{rec['all_correct']:.3f}"]]),
         "",
+        *_interpolation(edits.get("interpolate")),
         *_ceiling(edits["reconstruction"]),
+    ]
+
+
+def _interpolation(inter: dict[str, Any] | None) -> list[str]:
+    if not inter:
+        return []
+    keys = ("kept", "at_a", "at_b")
+    rows = [[name, *(f"{r[key]:.3f}" for key in keys)] for name, r in inter["attribute"].items()]
+    return [
+        f"Interpolation of one attribute ({inter['images']} test-split pairs a, b differing in every "
+        f"attribute, α = {inter['alpha']}, S = {inter['steps']}, inferred x_T): kept: the other attributes "
+        "still show a's value; at a / at b: the oracle reads the interpolated attribute as a's / b's value",
+        "",
+        *_table(["interpolated", *keys], rows),
+        "",
     ]
 
 

@@ -18,7 +18,12 @@ from diffusegae.checkpoint import read_info
 from diffusegae.data import AttributeDataset
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
 from diffusegae.eval.conditioning import conditioning_use
-from diffusegae.eval.edits import edit_accuracy, recombine_accuracy, reconstruction_accuracy
+from diffusegae.eval.edits import (
+    edit_accuracy,
+    interpolation_accuracy,
+    recombine_accuracy,
+    reconstruction_accuracy,
+)
 from diffusegae.eval.oracle import OracleSettings, load_or_train_oracle
 from diffusegae.eval.probes import ProbeSettings, probe_matrix, sample_probe_images
 from diffusegae.eval.reconstruction import encode_all, evaluate_reconstruction
@@ -137,6 +142,7 @@ def _edits(
     edits = {
         "edit": edit_accuracy(*args),
         "recombine": recombine_accuracy(*args),
+        "interpolate": interpolation_accuracy(*args),
         "reconstruction": {
             "steps": at,
             "images": len(values),

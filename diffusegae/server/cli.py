@@ -115,15 +115,12 @@ def run_serve(args: argparse.Namespace) -> int:
     ports = {"grpc": args.grpc_port, "http": args.http_port, "metrics": args.metrics_port}
     if args.container:
         if args.checkpoint is not None:
-            from diffusegae.server.repository import build_repository
+            from diffusegae.server.launcher import TritonServer
 
-            build_repository(
-                args.checkpoint,
-                args.repository,
-                args.leaf_backend,
-                threads=args.threads,
-                loop_batching=args.loop_batching,
-            )
+            options = {"threads": args.threads, "loop_batching": args.loop_batching}
+            TritonServer(
+                args.repository, args.checkpoint, leaf_backend=args.leaf_backend, **options
+            ).prepare_repository()
         print(container_command(args.repository, ports=ports))
         return 0
     return serve(

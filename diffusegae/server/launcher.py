@@ -110,7 +110,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         if self.process is not None:
             raise RuntimeError("this server was started already")
-        self._prepare_repository()
+        self.prepare_repository()
         self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="diffusegae-triton-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         backends = runtime.prepare_backends(self.work_dir)
@@ -168,7 +168,8 @@ class TritonServer:
                 self._watchdog.kill()
                 self._watchdog.wait()
 
-    def _prepare_repository(self) -> None:
+    def prepare_repository(self) -> None:
+        """Build the repository from the checkpoint (when one was given); refuse an empty one."""
         from diffusegae.server.repository import build_repository, repository_checkpoint
 
         if self.checkpoint is not None:
@@ -275,7 +276,7 @@ def serve(
         raise ValueError(f"replicas must be at least 1, got {replicas}")
     if replicas > 1:
         if checkpoint is not None:  # build once, then serve it N times
-            TritonServer(repository, checkpoint, **options)._prepare_repository()
+            TritonServer(repository, checkpoint, **options).prepare_repository()
         host = options.get("host", "127.0.0.1")
         ports = [{f"{k}_port": free_port(host) for k in ("grpc", "http", "metrics")} for _ in range(replicas)]
         servers = [TritonServer(repository, None, **{**options, **p}) for p in ports]

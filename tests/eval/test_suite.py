@@ -82,6 +82,9 @@ def test_quick_eval_writes_every_table(quick_run, capsys):
         assert all(in_unit(r[k]) for k in ("took", "kept", "all_correct", "unchanged", "took_true_code"))
         assert r["code_error"] >= 0
     assert all(in_unit(a) for a in [*recombine["accuracy"].values(), recombine["all_correct"]])
+    inter = results["edits"]["interpolate"]
+    assert set(inter["attribute"]) == set(ATTRS) and inter["alpha"] == 0.5 and inter["images"] == 8
+    assert all(in_unit(r[k]) for r in inter["attribute"].values() for k in ("kept", "at_a", "at_b"))
     ceiling = results["edits"]["reconstruction"]
     assert ceiling["steps"] == 5 and ceiling["images"] == 16
     for mode in ("inferred", "random"):
