@@ -158,8 +158,14 @@ def ddim_step(
     2. eps re-derived from the clipped x0 (Diff-AE does this, so the step stays on the data range);
     3. x_{t-1} = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev)·eps.
     """
-    x0 = predict_x0(x_t, eps, alpha_bar)
-    return _move(x0, eps_from_x0(x_t, x0, alpha_bar), alpha_bar_prev)
+    return ddim_update(x_t, predict_x0(x_t, eps, alpha_bar), alpha_bar, alpha_bar_prev)
+
+
+def ddim_update(
+    x_t: Array, x0: Array, alpha_bar: float | np.ndarray, alpha_bar_to: float | np.ndarray
+) -> Array:
+    """Steps 2–3 of ddim_step from an already clipped x0 (either direction): eps re-derived, then moved."""
+    return _move(x0, eps_from_x0(x_t, x0, alpha_bar), alpha_bar_to)
 
 
 def ddim_inverse_step(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffusegae.diffusion import Array, _coef, ddim_step, predict_x0
+from diffusegae.diffusion import Array, _coef, ddim_update, predict_x0
 
 SAMPLERS = ("ddim", "dpmpp2m")
 # Order 2 only where the step is at most twice the previous one in λ (r ≥ 1/2): Diff-AE's time-uniform
@@ -61,11 +61,11 @@ def dpmpp_step(
     """One DPM-Solver++ step of x (at ᾱ, with the network's eps) to ᾱ_to → (x at ᾱ_to, the clipped x0).
 
     Order 2 on the rows where `second_order` is True, with x0_prev the prediction the row's previous step
-    made at ᾱ_prev. Order 1 is computed by diffusion.ddim_step itself, so it is DDIM bit for bit; order 2
-    adds (α_t − σ_t·α_s/σ_s)·(x0 − x0_prev)/(2r). Per-row [B] coefficients are allowed, as in diffusion.py.
+    made at ᾱ_prev. Order 1 is diffusion.ddim_step's own arithmetic (ddim_update), so it is DDIM bit for
+    bit; order 2 adds (α_t − σ_t·α_s/σ_s)·(x0 − x0_prev)/(2r). Per-row [B] coefficients are allowed.
     """
     x0 = predict_x0(x, eps, alpha_bar)
-    out = ddim_step(x, eps, alpha_bar, alpha_bar_to)  # the same move whichever way the schedule is walked
+    out = ddim_update(x, x0, alpha_bar, alpha_bar_to)  # ddim_step's move, from the x0 computed once
     second = np.asarray(second_order, dtype=bool)
     if not second.any():
         return out, x0

@@ -75,26 +75,35 @@ def trajectories(
 
 
 def advance(
-    engine: Engine, x: np.ndarray, z_sem: np.ndarray, walks: Sequence[Trajectory], history: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """One step of every sample given (one eps call) → (new x, new history); each Trajectory moves on."""
+    engine: Engine,
+    x: np.ndarray,
+    z_sem: np.ndarray,
+    walks: Sequence[Trajectory],
+    history: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One step of every sample given (one eps call) → (new x, history); each Trajectory moves on.
+
+    `history` (the x0 of each sample's previous step) is needed only when a multistep sample is present;
+    it is updated in place on those rows."""
     t, alpha_bar, target, came_from = (np.array(v) for v in zip(*(w.position() for w in walks), strict=True))
+    ddim = np.array([w.order == 1 for w in walks])
+    first = np.array([w.taken == 0 for w in walks])
     eps = engine.eps(x, t.astype(np.int64), z_sem)
-    order = np.array([w.order for w in walks])
-    out, history = np.empty_like(x), history.copy()
-    ddim = order == 1
+    for w in walks:  # only once the network has answered: a failed call leaves every walk where it was
+        w.taken += 1
+    if ddim.all():
+        return diffusion.ddim_step(x, eps, alpha_bar, target), history
+    if history is None:
+        raise ValueError("a multistep sampler needs the history of its samples")
+    out = np.empty_like(x)
     if ddim.any():
         out[ddim] = diffusion.ddim_step(x[ddim], eps[ddim], alpha_bar[ddim], target[ddim])
-    if not ddim.all():
-        multi = ~ddim
-        first = np.array([w.taken == 0 for w in walks])[multi]
-        # order 2 from a sample's second step on, except onto the clean image or pure noise
-        second = ~first & (target[multi] > 0.0) & (target[multi] < 1.0)
-        out[multi], history[multi] = dpmpp_step(
-            x[multi], eps[multi], alpha_bar[multi], target[multi], history[multi], came_from[multi], second
-        )
-    for w in walks:
-        w.taken += 1
+    multi = ~ddim
+    # order 2 from a sample's second step on, except onto the clean image or pure noise
+    second = ~first[multi] & (target[multi] > 0.0) & (target[multi] < 1.0)
+    out[multi], history[multi] = dpmpp_step(
+        x[multi], eps[multi], alpha_bar[multi], target[multi], history[multi], came_from[multi], second
+    )
     return out, history
 
 
@@ -111,11 +120,14 @@ def run(
     steps = np.asarray(steps, dtype=np.int64)
     walks = trajectories(engine.config.diffusion, steps, inverse, sampler_orders(samplers, len(steps)))
     x = np.array(x, dtype=np.float32)  # a copy: finished samples are written in place
-    history = np.zeros_like(x)  # each multistep sample's last x0
+    multistep = any(w.order > 1 for w in walks)
+    history = np.zeros_like(x) if multistep else None  # each multistep sample's last x0
     while True:
         active = np.array([i for i, w in enumerate(walks) if not w.done], np.int64)
         if not len(active):
             return x
-        x[active], history[active] = advance(
-            engine, x[active], z_sem[active], [walks[i] for i in active], history[active]
-        )
+        rows = [walks[i] for i in active]
+        if history is None:
+            x[active], _ = advance(engine, x[active], z_sem[active], rows)
+        else:
+            x[active], history[active] = advance(engine, x[active], z_sem[active], rows, history[active])
