@@ -9,9 +9,11 @@ statistics, reports).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -107,3 +109,12 @@ def save(records: Sequence[Record]) -> str:
     write_benchmarks()
     sections = list(dict.fromkeys(r.section for r in records))
     return "\n".join(render_table([r for r in records if r.section == s]) for s in sections)
+
+
+def served_bench(url: str, out: Path, *flags: str, metrics_url: str | None = None) -> dict:
+    """One `diffusegae bench --op edit` run against the server(s) at `url` → its first level's summary."""
+    command = [sys.executable, "-m", "diffusegae.cli", "bench", "--server", url]
+    command += ["--metrics-url", metrics_url] if metrics_url else []
+    command += ["--op", "edit", "--out", str(out), "--warmup", "2", *flags]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out / "edit.json").read_text())["levels"][0]

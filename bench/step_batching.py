@@ -12,13 +12,10 @@ step / request, in bench/results/step_batching.jsonl (BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from common import record, save
+from common import record, save, served_bench
 
 from diffusegae.paths import SHIPPED_CHECKPOINT
 from diffusegae.server.launcher import TritonServer, free_port
@@ -29,21 +26,10 @@ MIX = "10,50"  # the mixed workload: requests alternate between these step count
 
 
 def bench(server: TritonServer, out: Path, *flags: str) -> dict:
-    """One `diffusegae bench` run against `server` → its first level's summary (JSON)."""
-    metrics = f"http://127.0.0.1:{server.ports['metrics']}/metrics"
-    command = [
-        sys.executable,
-        "-m",
-        "diffusegae.cli",
-        "bench",
-        "--server",
-        server.url,
-        "--metrics-url",
-        metrics,
-    ]
-    command += ["--op", "edit", "--out", str(out), "--warmup", "2", *flags]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "edit.json").read_text())["levels"][0]
+    """One `diffusegae bench` run against `server`, with its step scheduler's figures → the level."""
+    return served_bench(
+        server.url, out, *flags, metrics_url=f"http://127.0.0.1:{server.ports['metrics']}/metrics"
+    )
 
 
 def main() -> None:

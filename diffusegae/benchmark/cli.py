@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-url",
         default=None,
-        help="the server's Prometheus endpoint, for the step scheduler's figures (default: host:8002)",
+        help="the server's Prometheus endpoint for the step scheduler's figures, comma-separated for several "
+        "replicas (default: host:8002 of each server)",
     )
     parser.add_argument("--op", choices=OPS, default="edit", help="the op to load (default %(default)s)")
     parser.add_argument(
@@ -231,7 +232,10 @@ async def sweep(
                 send_lag_ms=measured.send_lag_ms,
             )
             (before, loops_before), (after, loops_after) = measured.marks
-            summary.server = server_stats.summarize(server_stats.delta(before, after), args.op, models)
+            fleet = server_stats.fleet_delta(before, after)
+            summary.server = server_stats.summarize(server_stats.merge(fleet), args.op, models)
+            if len(client.replicas.replicas) > 1:  # several replicas: the requests each one answered
+                summary.server["replicas"] = server_stats.per_replica(fleet, args.op)
             scheduler = server_stats.loop_summary(loops_before, loops_after, measured.duration_s)
             if scheduler:  # a step-batched server: what each network call ran
                 summary.server["scheduler"] = scheduler
@@ -265,9 +269,11 @@ async def sweep(
 
 
 def default_metrics_url(server: str) -> str:
-    """Triton's Prometheus endpoint beside a gRPC address: the same host, port 8002 (Triton's default)."""
-    host = server.rsplit(":", 1)[0] if ":" in server else server
-    return f"http://{host}:8002/metrics"
+    """Triton's Prometheus endpoint beside each gRPC address: the same host, port 8002 (Triton's default)."""
+    from diffusegae.client.replicas import endpoints
+
+    hosts = [url.rsplit(":", 1)[0] if ":" in url else url for url in endpoints(server)]
+    return ",".join(f"http://{host}:8002/metrics" for host in dict.fromkeys(hosts))
 
 
 def default_device() -> str:
@@ -312,6 +318,8 @@ def records_of(summaries: list[LevelSummary], meta: dict[str, Any]) -> list[resu
             value = server.get(key)
             extra[name] = None if value is None else results.rounded(value)
         extra["decode batches"] = server_stats.batch_histogram(server, DECODE)
+        if "replicas" in server:
+            extra["per replica"] = report.replica_counts(server)
         if s.stable is not None:
             extra["stable"] = "yes" if s.stable else "no"
         out.append(

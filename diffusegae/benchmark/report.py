@@ -40,6 +40,8 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
     """The terminal table: one line per level."""
     header = ["level", "sent", "ok", "err", "req/s", "img/s", *(f"p{p}" for p in PERCENTILES)]
     header += ["server", "queue", "infer", "decode batches", "decode samples/tick"]
+    several = any("replicas" in (s.server or {}) for s in levels)
+    header += ["per replica"] if several else []
     rows = []
     for s in levels:
         server = s.server or {}
@@ -57,6 +59,7 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
                 _ms(server.get("compute_infer_ms")),
                 batch_histogram(server, DECODE) or "-",
                 str(server.get("scheduler", {}).get(DECODE, {}).get("samples_per_tick", "-")),
+                *([replica_counts(server) or "-"] if several else []),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else []
@@ -70,10 +73,19 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
         "the op's models); decode batches: executions per batch size the server formed; decode samples/tick:"
         " with step batching, the samples each of the decode loop's network calls ran"
     )
+    if several:
+        lines.append(
+            "per replica: the op's requests each server answered (Triton's statistics), in --server order"
+        )
     for s in levels:
         for message, count in s.errors_by_message.items():
             lines.append(f"{s.level.label}: {count} × {message}")
     return "\n".join(lines)
+
+
+def replica_counts(server: dict) -> str:
+    """ "21/19": the requests each replica answered in a level, in address order ("" for one server)."""
+    return "/".join(str(n) for n in server.get("replicas", {}).values())
 
 
 CSV_COLUMNS = [

@@ -64,19 +64,29 @@ class ModelStats:
         )
 
     def __sub__(self, before: ModelStats) -> ModelStats:
-        batches = {
-            size: n - before.batches.get(size, 0)
-            for size, n in sorted(self.batches.items())
-            if n - before.batches.get(size, 0)
-        }
+        return self._combine(before, -1)
+
+    def __add__(self, other: ModelStats) -> ModelStats:
+        """Two replicas' counters of the same model, as one fleet's."""
+        return self._combine(other, 1)
+
+    def _combine(self, other: ModelStats, sign: int) -> ModelStats:
+        sizes = sorted(set(self.batches) | set(other.batches))
+        batches = {size: self.batches.get(size, 0) + sign * other.batches.get(size, 0) for size in sizes}
+
+        def counter(a: Counter, b: Counter) -> Counter:
+            return Counter(a.count + sign * b.count, a.ns + sign * b.ns)
+
         return ModelStats(
             name=self.name,
-            success=self.success - before.success,
-            fail=self.fail - before.fail,
-            phases={p: self.phases.get(p, Counter()) - before.phases.get(p, Counter()) for p in PHASES},
-            inference_count=self.inference_count - before.inference_count,
-            execution_count=self.execution_count - before.execution_count,
-            batches=batches,
+            success=counter(self.success, other.success),
+            fail=counter(self.fail, other.fail),
+            phases={
+                p: counter(self.phases.get(p, Counter()), other.phases.get(p, Counter())) for p in PHASES
+            },
+            inference_count=self.inference_count + sign * other.inference_count,
+            execution_count=self.execution_count + sign * other.execution_count,
+            batches={size: n for size, n in batches.items() if n},
         )
 
     def mean_ms(self, phase: str) -> float | None:
@@ -108,6 +118,27 @@ def parse_snapshot(statistics: dict[str, Any]) -> Snapshot:
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:
     return {name: stats - before.get(name, ModelStats(name)) for name, stats in after.items()}
+
+
+Fleet = dict[str, Snapshot]  # replica address → its snapshot
+
+
+def fleet_delta(before: Fleet, after: Fleet) -> Fleet:
+    return {url: delta(before.get(url, {}), snapshot) for url, snapshot in after.items()}
+
+
+def merge(fleet: Fleet) -> Snapshot:
+    """Every replica's counters summed per model: the fleet as one server."""
+    out: Snapshot = {}
+    for snapshot in fleet.values():
+        for name, stats in snapshot.items():
+            out[name] = out[name] + stats if name in out else stats
+    return out
+
+
+def per_replica(window: Fleet, op: str) -> dict[str, int]:
+    """The op's requests each replica answered in a window."""
+    return {url: snapshot.get(op, ModelStats(op)).success.count for url, snapshot in window.items()}
 
 
 def composing_models(model_config: dict[str, Any]) -> list[str]:
@@ -177,28 +208,48 @@ def loop_summary(before: LoopCounters, after: LoopCounters, seconds: float) -> d
 
 
 class ServerStats:
-    """Snapshots of one server's statistics over tritonclient gRPC (blocking: call between levels or in a
-    thread), and of its step schedulers' counters from `metrics_url` when given."""
+    """Snapshots of the statistics of a server, or of each replica of several (`url` as the client takes
+    it), over tritonclient gRPC (blocking: call between levels or in a thread), and of the step schedulers'
+    counters from `metrics_url` (one endpoint or a comma-separated list, summed) when given."""
 
     def __init__(self, url: str, timeout: float = 30.0, metrics_url: str | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
-        self._grpc = grpcclient.InferenceServerClient(url)
+        from diffusegae.client.replicas import endpoints
+
+        self._replicas = {u: grpcclient.InferenceServerClient(u) for u in endpoints(url)}
+        self._grpc = next(iter(self._replicas.values()))
         self.timeout = timeout
-        self.metrics_url = metrics_url
+        self.metrics_urls = [u.strip() for u in metrics_url.split(",") if u.strip()] if metrics_url else []
 
     def loop_counters(self) -> LoopCounters:
         """The step schedulers' counters; empty when there is no endpoint or no step-batched loop."""
-        if self.metrics_url is None:
-            return {}
-        try:
-            with urllib.request.urlopen(self.metrics_url, timeout=self.timeout) as response:
-                return parse_loop_metrics(response.read().decode("utf-8", "replace"))
-        except OSError:
-            return {}
+        total: LoopCounters = {}
+        for url in self.metrics_urls:
+            try:
+                with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                    counters = parse_loop_metrics(response.read().decode("utf-8", "replace"))
+            except OSError:
+                continue
+            for model, values in counters.items():
+                mine = total.setdefault(model, {})
+                for name, value in values.items():
+                    mine[name] = mine.get(name, 0.0) + value
+        return total
 
-    def snapshot(self) -> Snapshot:
-        return parse_snapshot(self._grpc.get_inference_statistics(as_json=True, client_timeout=self.timeout))
+    def snapshot(self) -> Fleet:
+        """Every replica's statistics (a replica that does not answer is left out)."""
+        from tritonclient.utils import InferenceServerException
+
+        out: Fleet = {}
+        for url, grpc in self._replicas.items():
+            try:
+                out[url] = parse_snapshot(
+                    grpc.get_inference_statistics(as_json=True, client_timeout=self.timeout)
+                )
+            except InferenceServerException:
+                continue
+        return out
 
     def model_config(self, name: str) -> dict[str, Any]:
         return self._grpc.get_model_config(name, as_json=True, client_timeout=self.timeout)
@@ -207,4 +258,5 @@ class ServerStats:
         return composing_models(self.model_config(op))
 
     def close(self) -> None:
-        self._grpc.close()
+        for grpc in self._replicas.values():
+            grpc.close()

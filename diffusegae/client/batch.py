@@ -76,6 +76,8 @@ class BatchSummary:
     stopped: str | None = None  # why the batch stopped early (the server went away), None if it did not
     not_started: int = 0
     seconds: float = 0.0
+    # with several servers: per replica, the requests it answered in this batch and its failovers
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +93,16 @@ class BatchSummary:
                 f"stopped early: {self.stopped}; {self.not_started} not started (run again to resume)"
             )
         lines += [f"  failed: {f.source}: {f.reason}" for f in self.failed]
+        if len(self.replicas) > 1:
+            lines += [
+                f"  replica {url}: answered {c['answered']}"
+                + (
+                    f", failed over {c['failovers']}× (its requests were retried elsewhere)"
+                    if c["failovers"]
+                    else ""
+                )
+                for url, c in self.replicas.items()
+            ]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +113,7 @@ class BatchSummary:
             "stopped": self.stopped,
             "not_started": self.not_started,
             "seconds": round(self.seconds, 3),
+            "replicas": self.replicas,
         }
 
 
@@ -142,7 +155,15 @@ def edit_directory(
     clean_temp_files(out)
     names = [swap] if isinstance(swap, str) else list(swap)
     batch = _Batch(client, ref_image, names, steps, image_size, resize, progress, sampler)
-    return batch.run(jobs, concurrency)
+    replicas = getattr(client, "replicas", None)
+    before = replicas.counts() if replicas is not None else {}
+    summary = batch.run(jobs, concurrency)
+    if replicas is not None:
+        summary.replicas = {
+            url: {key: n - before[url][key] for key, n in counts.items()}
+            for url, counts in replicas.counts().items()
+        }
+    return summary
 
 
 def _single_reference(reference: str | Path | np.ndarray, size: int, resize: bool) -> np.ndarray:

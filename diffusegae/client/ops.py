@@ -81,14 +81,15 @@ class Ops(Generic[R]):
         """The least-loaded replica's connection for one attempt (sync or async); UNAVAILABLE there marks
         it down, and the caller's Retry tries again elsewhere."""
         replica = self.replicas.acquire()
-        unavailable = False
+        answered = unavailable = False
         try:
             yield replica.grpc
+            answered = True
         except InferenceServerException as err:
             unavailable = ServerError.from_triton(err).retryable
             raise
         finally:
-            self.replicas.release(replica, unavailable)
+            self.replicas.release(replica, answered, unavailable)
 
     def _connect(self, url: str) -> Any:
         raise NotImplementedError

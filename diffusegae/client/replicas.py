@@ -47,6 +47,8 @@ class Replica:
     grpc: Any  # the client's own connection to it (sync or asyncio tritonclient)
     outstanding: int = 0
     down: bool = False
+    answered: int = 0  # requests it answered
+    failovers: int = 0  # times it failed with UNAVAILABLE and was marked down (its requests went elsewhere)
 
 
 class Replicas:
@@ -70,10 +72,13 @@ class Replicas:
             replica.outstanding += 1
             return replica
 
-    def release(self, replica: Replica, unavailable: bool = False) -> None:
+    def release(self, replica: Replica, answered: bool = True, unavailable: bool = False) -> None:
+        """One attempt on `replica` ended: it answered, or failed (UNAVAILABLE marks it down)."""
         with self._lock:
             replica.outstanding -= 1
+            replica.answered += answered
             if unavailable and len(self.replicas) > 1:
+                replica.failovers += not replica.down
                 replica.down = True
                 if self._prober is None or not self._prober.is_alive():
                     self._prober = threading.Thread(target=self._probe, name="diffusegae-probe", daemon=True)
@@ -107,6 +112,11 @@ class Replicas:
     def up(self) -> list[str]:
         with self._lock:
             return [r.url for r in self.replicas if not r.down]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per replica: requests answered and times failed over (what a batch or a benchmark reports)."""
+        with self._lock:
+            return {r.url: {"answered": r.answered, "failovers": r.failovers} for r in self.replicas}
 
     def close(self) -> list[Any]:
         """Stop probing; returns the connections for the client to close."""

@@ -27,6 +27,8 @@ import numpy as np
 from diffusegae.engines.base import Engine
 from diffusegae.engines.ddim_loop import Trajectory, advance, sampler_orders, trajectories
 
+DEFAULT_MAX_WAITING = 1024  # samples queued for a slot before submit refuses
+
 
 class QueueFull(RuntimeError):
     """The scheduler's queue is full: retry later (the message says so)."""
@@ -90,7 +92,7 @@ class StepScheduler:
         self,
         engine: Engine,
         max_active: int = 64,
-        max_waiting: int = 1024,
+        max_waiting: int = DEFAULT_MAX_WAITING,
         clock: Callable[[], float] = time.monotonic,
         observer: Callable[[Stats], None] | None = None,
     ) -> None:

@@ -78,6 +78,9 @@ PARAM_BATCHING = "batching"  # loop models: "request" (dynamic batching) or "ste
 LOOP_BATCHING = ("request", "step")
 PARAM_DEADLINE = "deadline_s"  # step batching: a request not finished this long after arrival is dropped
 DEFAULT_DEADLINE_S = 600.0
+# step batching: samples stepped together (default: the model's max_batch) and samples that may wait
+PARAM_MAX_ACTIVE = "max_active"
+PARAM_MAX_WAITING = "max_waiting"
 # The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
 PARAM_DIRECTIONS = "directions"
 

@@ -98,3 +98,19 @@ def test_the_step_schedulers_counters_are_read_from_prometheus_text():
         "decode": {"ticks": 20.0, "samples_per_tick": 4.0, "ticks_per_s": 5.0, "ms_per_tick": 50.0}
     }
     assert loop_summary(after, after, 4.0) == {} and parse_loop_metrics("") == {}
+
+
+def test_several_replicas_sum_to_one_fleet_and_count_their_own_requests():
+    def snapshot(edits, ns, batches):
+        return parse_snapshot(
+            {"model_stats": [entry("edit", edits, ns), entry("decode", edits, ns, batches)]}
+        )
+
+    before = {"a": snapshot(1, 100, [(1, 1)]), "b": snapshot(0, 0, [])}
+    after = {"a": snapshot(4, 400, [(1, 4)]), "b": snapshot(3, 600, [(1, 1), (2, 1)])}
+    window = server_stats.fleet_delta(before, after)
+    assert server_stats.per_replica(window, "edit") == {"a": 3, "b": 3}
+    fleet = server_stats.merge(window)
+    assert fleet["edit"].success == server_stats.Counter(6, 900)
+    assert fleet["decode"].batches == {1: 4, 2: 1}
+    assert summarize(fleet, "edit", ["decode"])["latency_ms"] == pytest.approx(900 / 6 / 1e6)

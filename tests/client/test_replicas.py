@@ -4,6 +4,9 @@ elsewhere, probed back when it returns; INVALID_ARGUMENT is never retried."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,10 +14,13 @@ import numpy as np
 import pytest
 
 from diffusegae.client import AsyncClient, Client, ServerError
+from diffusegae.client.batch import edit_directory
+from diffusegae.client.files import TMP_SUFFIX
 from diffusegae.client.replicas import Replicas, endpoints
+from diffusegae.images import load_image, save_png, to_model, to_uint8
 from diffusegae.server.launcher import TritonServer, free_port
 
-from ..server.serving import dataset_images, start_server
+from ..server.serving import assert_same_images, dataset_images, start_server
 
 
 def test_addresses_are_lists_commas_or_a_name_that_resolves():
@@ -30,13 +36,17 @@ def test_the_least_loaded_ready_replica_is_picked():
     replicas = Replicas(["a", "b", "c"], connect=lambda url: url, probe_interval=60)
     first, second, third = (replicas.acquire() for _ in range(3))
     assert {first.url, second.url, third.url} == {"a", "b", "c"}  # one each before any gets a second
-    replicas.release(second, unavailable=True)
-    assert (second.down and replicas.up == [r.url for r in (first, third) if r.url != second.url]) or True
+    replicas.release(second, answered=False, unavailable=True)
+    assert second.down and replicas.up == [r.url for r in replicas.replicas if r is not second]
+    replicas.release(first)
+    assert replicas.counts()[first.url] == {"answered": 1, "failovers": 0}
+    assert replicas.counts()[second.url] == {"answered": 0, "failovers": 1}
     picks = set()
     for _ in range(4):
         r = replicas.acquire()
         picks.add(r.url)
         replicas.release(r)
+    replicas.release(third)
     assert second.url not in picks  # down: skipped while another is up
     for r in replicas.replicas:
         r.down = True
@@ -50,6 +60,20 @@ def second_server(tmp_path_factory, checkpoint):
     server = start_server(base / "repository", checkpoint, base / "triton")
     yield server
     server.stop()
+
+
+def test_bench_over_two_replicas_reports_each_ones_share(server, second_server, tmp_path, capsys):
+    from diffusegae.cli import main
+
+    urls = f"{server.url},{second_server.url}"
+    flags = ["--op", "edit", "--steps", "2", "--concurrency", "4", "--requests", "20", "--warmup", "4"]
+    assert main(["bench", "--server", urls, *flags, "--out", str(tmp_path)]) == 0
+    level = json.loads((tmp_path / "edit.json").read_text())["levels"][0]
+    counts = level["server"]["replicas"]
+    assert list(counts) == [server.url, second_server.url]
+    # least outstanding first: both serve, the faster one a little more (bench/replicas.py: 20/20 at S=20)
+    assert sum(counts.values()) >= 20 and min(counts.values()) >= 0.25 * sum(counts.values()), counts
+    assert "per replica" in capsys.readouterr().out
 
 
 def _counts(server: TritonServer) -> int:
@@ -103,3 +127,61 @@ def test_the_async_client_fails_over_from_an_address_nobody_serves(server):
 
     outs, up = asyncio.run(run())
     assert [o.shape for o in outs] == [(1, 32, 32, 3)] * 2 and up == [server.url]
+
+
+def _wait_until(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_batch_over_three_replicas_loses_nothing_when_one_is_killed(server, checkpoint, pipeline, tmp_path):
+    images = dataset_images(25, seed=14)
+    sources, reference = images[:24], images[24]
+    for i, image in enumerate(sources):
+        save_png(image, tmp_path / "src" / f"img{i:02d}.png")
+    others = [start_server(tmp_path / f"repo{i}", checkpoint, tmp_path / f"triton{i}") for i in (1, 2)]
+    victim, out = others[1], tmp_path / "out"
+    back = None
+    try:
+        with Client([server.url, *(s.url for s in others)], timeout=120, retries=6) as client:
+            # SIGKILL one replica (as an OOM kill would) once the batch is under way
+            killer = threading.Thread(
+                target=lambda: (
+                    _wait_until(lambda: len(list(out.glob("*.png"))) >= 3)
+                    and victim.send_signal(signal.SIGKILL)
+                )
+            )
+            killer.start()
+            summary = edit_directory(client, tmp_path / "src", reference, ["pose"], out, 6, 2, False)
+            killer.join()
+            assert victim.wait(30) == -signal.SIGKILL
+            # every image written exactly once, whole, and the same as the in-process edit
+            assert summary.exit_code == 0 and not summary.failed, summary.report()
+            names = sorted(p.name for p in summary.done)
+            assert (
+                names == sorted(p.name for p in out.glob("*.png")) == [f"img{i:02d}.png" for i in range(24)]
+            )
+            assert not [p for p in out.iterdir() if p.name.endswith(TMP_SUFFIX)]
+            got = np.stack([load_image(out / name) for name in names])
+            want = pipeline.edit(to_model(sources), to_model(reference[None]), ["pose"], steps=2)
+            assert_same_images(got, to_uint8(want))
+            # the run reports the failover, and the survivors did the work
+            counts = summary.replicas
+            assert counts[victim.url]["failovers"] == 1, summary.report()
+            assert "failed over 1×" in summary.report()
+            assert sum(c["answered"] for c in counts.values()) == 24
+            assert counts[server.url]["answered"] > 0 and counts[others[0].url]["answered"] > 0
+            # the replica comes back on its ports: the probe takes it back and the next batch uses it
+            ports = {f"{k}_port": v for k, v in victim.ports.items()}
+            back = TritonServer(victim.repository, None, work_dir=tmp_path / "back", **ports).start()
+            assert _wait_until(lambda: victim.url in client.replicas.up)
+            again = edit_directory(
+                client, tmp_path / "src", reference, ["pose"], tmp_path / "again", 6, 2, False
+            )
+            assert again.exit_code == 0 and again.replicas[victim.url]["answered"] > 0, again.report()
+    finally:
+        for s in (*others, back):
+            if s is not None:
+                s.stop()

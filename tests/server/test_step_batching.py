@@ -15,6 +15,7 @@ import pytest
 from diffusegae.client import Client, ServerError
 from diffusegae.images import to_model, to_uint8
 from diffusegae.server.repository import build_repository
+from diffusegae.server.specs import DECODE, PARAM_DEADLINE, PARAM_MAX_ACTIVE, PARAM_MAX_WAITING
 
 from .serving import dataset_images, start_server
 
@@ -104,3 +105,65 @@ def test_stopping_with_requests_in_flight_does_not_hang(tmp_path, checkpoint):
             future.result(timeout=60)
         assert info.value.retryable, info.value  # UNAVAILABLE: a client with replicas retries elsewhere
     pool.shutdown()
+
+
+DEADLINE_S = 6.0  # the tight server's loop deadline; an S = 1000 decode takes longer than that here
+
+
+@pytest.fixture(scope="module")
+def tight_server(tmp_path_factory, checkpoint):
+    """A step-batched server whose decode loop steps one sample at a time, lets one wait, and drops a
+    request DEADLINE_S after it arrived."""
+    base = tmp_path_factory.mktemp("tight")
+    repository = build_repository(checkpoint, base / "repository", loop_batching="step")
+    config = repository / DECODE / "config.pbtxt"
+    limits = {PARAM_DEADLINE: DEADLINE_S, PARAM_MAX_ACTIVE: 1, PARAM_MAX_WAITING: 1}
+    config.write_text(
+        config.read_text()
+        + "".join(
+            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in limits.items()
+        )
+    )
+    server = start_server(repository, None, base / "triton")
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def _decode(client: Client, steps: int, timeout: float | None = None) -> np.ndarray:
+    inputs = {
+        "x_t": np.random.default_rng(steps).standard_normal((1, 3, 32, 32)).astype(np.float32),
+        "z_sem": np.zeros((1, 512), np.float32),
+        "steps": np.full((1, 1), steps, np.int32),
+    }
+    if timeout is not None:
+        client.timeout = timeout
+    return client.infer(DECODE, inputs, "x0")
+
+
+def test_a_request_past_the_deadline_frees_its_slot_and_a_full_queue_refuses(tight_server):
+    with ThreadPoolExecutor(2) as pool, Client(tight_server.url, timeout=120, retries=0) as client:
+        start = time.monotonic()
+        long = pool.submit(_decode, client, 1000)  # takes the only slot
+        time.sleep(1.0)
+        waiting = pool.submit(_decode, client, 2)  # takes the only place in the queue
+        time.sleep(0.5)
+        with pytest.raises(ServerError, match="the sampling queue is full") as info:
+            _decode(client, 2)  # no room: refused at once, retryable
+        assert info.value.retryable
+        with pytest.raises(ServerError, match="ran past its deadline"):
+            long.result()
+        late = time.monotonic() - start
+        assert DEADLINE_S - 0.5 < late < DEADLINE_S + 10, late
+        assert waiting.result().shape == (1, 3, 32, 32)  # the freed slot went to the waiting request
+        assert _decode(client, 2).shape == (1, 3, 32, 32)  # and the server goes on serving
+
+
+def test_a_cancelled_request_leaves_the_batch_at_the_next_tick(tight_server):
+    with Client(tight_server.url, timeout=1.0, retries=0) as client:
+        start = time.monotonic()
+        with pytest.raises(ServerError) as info:
+            _decode(client, 1000)  # the client gives up after 1 s: gRPC cancels the call
+        assert info.value.status == "DEADLINE_EXCEEDED"
+        # the slot is free long before the cancelled loop would have ended or reached its deadline
+        assert _decode(client, 2, timeout=120).shape == (1, 3, 32, 32)
+        assert time.monotonic() - start < DEADLINE_S - 1.0

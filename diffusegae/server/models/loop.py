@@ -24,7 +24,14 @@ import triton_python_backend_utils as pb_utils
 from diffusegae import checks
 from diffusegae.engines import ddim_loop
 from diffusegae.engines.registry import DEFAULT_LOOP_ENGINE, LOOP_ENGINES, lookup
-from diffusegae.engines.scheduler import Job, JobCancelled, QueueFull, ServerStopping, StepScheduler
+from diffusegae.engines.scheduler import (
+    DEFAULT_MAX_WAITING,
+    Job,
+    JobCancelled,
+    QueueFull,
+    ServerStopping,
+    StepScheduler,
+)
 from diffusegae.export.specs import X0, X_T, Z_SEM
 from diffusegae.server import runtime
 from diffusegae.server.models.base import Arrays, BatchedModel, error_response
@@ -36,6 +43,8 @@ from diffusegae.server.specs import (
     PARAM_BATCHING,
     PARAM_DEADLINE,
     PARAM_ENGINE,
+    PARAM_MAX_ACTIVE,
+    PARAM_MAX_WAITING,
     SAMPLER,
     STEPS,
 )
@@ -51,7 +60,10 @@ class TritonPythonModel(BatchedModel):
             self.deadline_s = float(self.parameters.get(PARAM_DEADLINE, DEFAULT_DEADLINE_S))
             metrics = SchedulerMetrics(self.name)
             self.scheduler = StepScheduler(
-                self.engine, max_active=self.spec.max_batch, observer=metrics.update
+                self.engine,
+                max_active=int(self.parameters.get(PARAM_MAX_ACTIVE, self.spec.max_batch)),
+                max_waiting=int(self.parameters.get(PARAM_MAX_WAITING, DEFAULT_MAX_WAITING)),
+                observer=metrics.update,
             )
             self.stopping = threading.Event()
             self.thread = threading.Thread(
