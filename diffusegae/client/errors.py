@@ -13,6 +13,9 @@ from tritonclient.utils import InferenceServerException
 T = TypeVar("T")
 
 RETRYABLE = frozenset({"UNAVAILABLE"})  # the server is starting, restarting or unreachable: try again
+# Triton's words for a request that met a dead python-backend stub (reported as INTERNAL): the server's
+# supervisor replaces it within seconds, and the same request then succeeds, so it is UNAVAILABLE too.
+DEAD_BACKEND = ("is not healthy", "Stub process")
 
 
 class ServerError(Exception):
@@ -29,7 +32,10 @@ class ServerError(Exception):
     @classmethod
     def from_triton(cls, err: InferenceServerException) -> ServerError:
         status = str(err.status() or "UNKNOWN").removeprefix("StatusCode.")
-        return cls(err.message() or str(err), status)
+        message = err.message() or str(err)
+        if status == "INTERNAL" and all(words in message for words in DEAD_BACKEND):
+            status = "UNAVAILABLE"
+        return cls(message, status)
 
     @property
     def retryable(self) -> bool:
@@ -40,7 +46,7 @@ class ServerError(Exception):
 class Retry:
     """Retry UNAVAILABLE up to `retries` times, waiting backoff·2^attempt seconds (at most max_delay)."""
 
-    retries: int = 3
+    retries: int = 6  # 0.25 + 0.5 + … + 8 s ≈ 16 s: covers a supervised server's restart
     backoff: float = 0.25
     max_delay: float = 8.0
 

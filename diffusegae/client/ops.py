@@ -63,7 +63,7 @@ class Ops(Generic[R]):
         self,
         url: str | Sequence[str] = "127.0.0.1:8001",
         timeout: float | None = 300.0,
-        retries: int = 3,
+        retries: int = Retry.retries,
         backoff: float = 0.25,
     ) -> None:
         self.url = url if isinstance(url, str) else ",".join(url)

@@ -95,6 +95,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="start N servers on free ports (each with its own shm prefix and watchdog); prints their list",
     )
+    parser.add_argument(
+        "--no-supervise",
+        dest="supervise",
+        action="store_false",
+        help="do not restart a server whose backend process died or stopped (default: restart it)",
+    )
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -127,6 +133,7 @@ def run_serve(args: argparse.Namespace) -> int:
         args.repository,
         args.checkpoint,
         replicas=args.replicas,
+        supervise=args.supervise,
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,

@@ -79,6 +79,7 @@ class TritonServer:
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self.shm_prefix = f"{runtime.SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
         self.process: subprocess.Popen | None = None
+        self.restarts = 0
         self._watchdog: subprocess.Popen | None = None
         self._watchdog_pipe: int | None = None  # the only write end of the watchdog's stdin
         self._log: Any = None
@@ -107,10 +108,12 @@ class TritonServer:
         return self.process.pid if self.process is not None else None
 
     # ---- life cycle ----
-    def start(self) -> TritonServer:
+    def start(self, prepare: bool = True) -> TritonServer:
+        """Start it and wait until it is ready; `prepare=False` serves the repository as it is (restart)."""
         if self.process is not None:
             raise RuntimeError("this server was started already")
-        self.prepare_repository()
+        if prepare:
+            self.prepare_repository()
         self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="diffusegae-triton-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         backends = runtime.prepare_backends(self.work_dir)
@@ -118,7 +121,8 @@ class TritonServer:
             self.repository, backends, self.host, self.ports, self.shm_prefix, self.exit_timeout,
             self.log_verbose,
         )  # fmt: skip
-        self._log = open(self.work_dir / "tritonserver.log", "wb")  # noqa: SIM115 - closed in stop()
+        # a restarted server appends to the log of the one it replaces (closed in stop() / kill())
+        self._log = open(self.work_dir / "tritonserver.log", "ab" if self.restarts else "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             args,
             env=runtime.environment(self.work_dir),
@@ -257,6 +261,32 @@ class TritonServer:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL the server and its backend stubs now (a broken server is not worth draining), remove
+        their shared memory; the object can be started again. Returns the exit code."""
+        from diffusegae.server.supervisor import kill_stubs, stubs
+
+        code = None
+        if self.process is not None:
+            found = stubs(self.process.pid)
+            self.send_signal(signal.SIGKILL)
+            code = self.process.wait()
+            kill_stubs(found)  # a stopped stub would not notice its parent is gone
+            self.process = None
+        self._stop_watchdog()
+        runtime.remove_shm(self.shm_prefix)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def restart(self) -> TritonServer:
+        """Kill it and start it again on the same ports and repository, with a fresh shm prefix."""
+        self.kill()
+        self.shm_prefix = f"{runtime.SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
+        self.restarts += 1
+        return self.start(prepare=False)
+
     def __enter__(self) -> TritonServer:
         return self.start()
 
@@ -265,13 +295,21 @@ class TritonServer:
 
 
 def serve(
-    repository: str | Path, checkpoint: str | Path | None = None, replicas: int = 1, **options: Any
+    repository: str | Path,
+    checkpoint: str | Path | None = None,
+    replicas: int = 1,
+    supervise: bool = True,
+    **options: Any,
 ) -> int:
-    """Run until a server exits; SIGINT / SIGTERM drain and stop them all. Returns the first exit code.
+    """Run until stopped; SIGINT / SIGTERM drain and stop every server. Returns the first exit code.
 
+    Each server is supervised (server/supervisor.py): a dead or stopped backend process, or the server's
+    own exit, restarts it on the same ports; `supervise=False` instead returns when a server exits.
     replicas > 1 starts that many servers over the one repository, each on its own free loopback ports
     with its own shm prefix and watchdog, and prints the gRPC address list a client takes as it is
     (`Client("a:8001,b:8002")`)."""
+    from diffusegae.server.supervisor import Supervisor
+
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}")
     if replicas > 1:
@@ -282,8 +320,12 @@ def serve(
         servers = [TritonServer(repository, None, **{**options, **p}) for p in ports]
     else:
         servers = [TritonServer(repository, checkpoint, **options)]
+    supervisors: list[Supervisor] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        for supervisor in supervisors:  # the exits that follow are not crashes
+            supervisor.stop()
+        supervisors.clear()
         for server in servers:
             server.drain()
             server.send_signal(signum)
@@ -293,6 +335,8 @@ def serve(
     try:
         for server in servers:
             started.append(server.start())
+            if supervise:
+                supervisors.append(Supervisor(server).start())
         urls = ",".join(server.url for server in started)
         for server in started:
             print(f"tritonserver {server.pid} serving {server.repository}: gRPC {server.url}, HTTP "
@@ -301,12 +345,15 @@ def serve(
             print(f"replicas: {urls}", flush=True)
         print("Ctrl-C stops " + ("it" if len(started) == 1 else "them"), flush=True)
         while True:
-            for server in started:
-                code = server.process.poll()
-                if code is not None:
-                    return code
+            if not supervisors:  # unsupervised, or stopping: the first exit ends the run
+                for server in started:
+                    code = server.process.poll() if server.process is not None else None
+                    if code is not None:
+                        return code
             time.sleep(0.2)
     finally:
+        for supervisor in supervisors:
+            supervisor.stop()
         for server in started:
             server.stop()
         for sig, handler in previous.items():

@@ -43,9 +43,18 @@ def prepare_backends(work_dir: Path) -> Path:
     if not stub.is_file():
         raise FileNotFoundError(f"nvidia-pytriton ships no python backend stub for Python {version} ({stub})")
     backends = work_dir / "backends"
-    shutil.copytree(home / "backends", backends, dirs_exist_ok=True)
-    shutil.copy2(stub, backends / "python" / stub.name)
+    shutil.copytree(home / "backends", backends, dirs_exist_ok=True, copy_function=_copy_if_changed)
+    _copy_if_changed(stub, backends / "python" / stub.name)
     return backends
+
+
+def _copy_if_changed(source: str | Path, target: str | Path) -> None:
+    """copy2, except onto an identical copy (same size and mtime): a restarted server reuses its backends,
+    and a binary that a dying process still maps cannot be overwritten ("Text file busy")."""
+    src, dst = os.stat(source), Path(target)
+    if dst.is_file() and (dst.stat().st_size, dst.stat().st_mtime_ns) == (src.st_size, src.st_mtime_ns):
+        return
+    shutil.copy2(source, target)
 
 
 DRAIN_ENV = "DIFFUSEGAE_DRAIN_FILE"
