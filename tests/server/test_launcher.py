@@ -78,7 +78,7 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(diffae_checkpoint, tmp_path)
         pid = int(line.split()[1])
         cmdline = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
         assert "--grpc-address=127.0.0.1" in cmdline and "--model-control-mode=none" in cmdline
-        (prefix,) = [a.split("shm-region-prefix-name=")[1] for a in cmdline if "shm-region-prefix-name" in a]
+        prefixes = [_shm_prefix(pid)]
 
         images = dataset_images(2, seed=6)
         pipe = Pipeline(load_onnxruntime_engine(diffae_checkpoint, threads=1))
@@ -91,16 +91,47 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(diffae_checkpoint, tmp_path)
             with pytest.raises(ServerError, match="unexpected inference input 'attributes'"):
                 client.interpolate(images[:1], images[1:], 0.4, attributes=["pose"], steps=2)
 
-        serve.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal does
+            # the server itself dies: serve's supervisor starts another on the same ports, and the
+            # client's default retries wait for it
+            os.kill(pid, signal.SIGKILL)
+            assert_same_images(
+                client.reconstruct(images, steps=2), to_uint8(pipe.reconstruct(to_model(images), steps=2))
+            )
+        (restarted,) = [p for p in _servers_of(serve.pid) if p != pid]
+        prefixes.append(_shm_prefix(restarted))
+
+        serve.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal does: a stop, not a crash
         assert serve.wait(60) == 0
     finally:
         if serve.poll() is None:
             serve.kill()
             serve.wait()
         serve.stdout.close()
-    assert not _alive(pid)
+    assert not _alive(pid) and not _alive(restarted)
     assert all(_port_is_free(port) for port in ports.values())
-    assert not list(Path("/dev/shm").glob(f"{prefix}*"))
+    assert not [path for prefix in prefixes for path in Path("/dev/shm").glob(f"{prefix}*")]
+
+
+def _servers_of(parent: int) -> list[int]:
+    """The live tritonserver processes whose parent is `parent`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            tritonserver = stat[stat.index("(") + 1 : stat.rindex(")")] == "tritonserver"
+            if tritonserver and int(fields[1]) == parent and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def _shm_prefix(server_pid: int) -> str:
+    cmdline = Path(f"/proc/{server_pid}/cmdline").read_text().split("\0")
+    (prefix,) = [a.split("shm-region-prefix-name=")[1] for a in cmdline if "shm-region-prefix-name" in a]
+    return prefix
 
 
 LAUNCH_AND_HANG = (
