@@ -1,0 +1,177 @@
+"""Side by side with the research code: the edit's work in phizaz/diffae's own model and sampler vs ours.
+
+The official code (model/, diffusion/, choices.py, config_base.py; it needs only torch and numpy) is
+exported from a git checkout into a temporary folder at run time — never copied into this repository.
+Its `ffhq64_autoenc` architecture (templates.py: 64 px, ch 64, mult 1,2,4,8, encoder mult 1,2,4,8,8,
+attention at 16, two-cond ResBlocks; 90.8 M parameters) gets seeded random weights (its zero-initialised
+output layers too, so every path carries signal), which are saved as a Lightning-style last.ckpt and
+imported with `diffusegae import-diffae`: both sides run the same weights on the same inputs with the same
+thread count. The edit's work = encode → DDIM inversion with S steps → decode with S steps (the GAE's
+swap is a 100-d MLP, left out on both sides). Official: `model.encoder`, `ddim_reverse_sample_loop`,
+`ddim_sample_loop` of SpacedDiffusionBeatGans on Diff-AE's own DDIM spacing (`space_timesteps(1000,
+"ddimS")`, clip_denoised=True), eager. Ours: the pipeline on each engine. Timings are medians of
+interleaved repeats; the max |difference| of each output from the official one is recorded beside them.
+    python bench/official.py --official /path/to/diffae[.git] [--batches 1,8] [--steps 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import record, save
+
+from diffusegae.diffae_import import import_diffae
+from diffusegae.engines.pipeline import load_pipeline
+
+OFFICIAL_FILES = ("model", "diffusion", "choices.py", "config_base.py")
+IMAGE_SIZE = 64
+# templates.ffhq64_autoenc → TrainConfig.make_model_conf → BeatGANsAutoencConfig (the values that matter)
+FFHQ64 = dict(
+    image_size=IMAGE_SIZE,
+    in_channels=3,
+    out_channels=3,
+    model_channels=64,
+    channel_mult=(1, 2, 4, 8),
+    num_res_blocks=2,
+    attention_resolutions=(16,),
+    embed_channels=512,
+    enc_out_channels=512,
+    enc_pool="adaptivenonzero",
+    enc_num_res_block=2,
+    enc_channel_mult=(1, 2, 4, 8, 8),
+    num_heads=1,
+    dropout=0.1,
+    resblock_updown=True,
+    resnet_two_cond=True,
+    resnet_use_zero_module=True,
+)
+HYPER = {"img_size": IMAGE_SIZE, "net_beatgans_attn_head": 1, "beta_scheduler": "linear", "T": 1000}
+
+
+def official_code(source: Path, into: Path) -> Path:
+    """The official code's files in `into`: copied from a checkout, or exported from a git directory."""
+    into.mkdir(parents=True, exist_ok=True)
+    if (source / "model").is_dir():
+        subprocess.run(["cp", "-r", *(str(source / f) for f in OFFICIAL_FILES), str(into)], check=True)
+    else:
+        archive = subprocess.run(
+            ["git", "--git-dir", str(source), "archive", "HEAD", *OFFICIAL_FILES],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def official_model(seed: int = 0) -> torch.nn.Module:
+    from model.unet_autoenc import BeatGANsAutoencConfig
+
+    torch.manual_seed(seed)
+    model = BeatGANsAutoencConfig(**FFHQ64).make_model().eval()
+    with torch.no_grad():
+        for p in model.parameters():  # zero-initialised output layers would hide whole paths
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    return model
+
+
+def official_sampler(steps: int):
+    from choices import GenerativeType, LossType, ModelMeanType, ModelType, ModelVarType
+    from diffusion.base import get_named_beta_schedule
+    from diffusion.diffusion import SpacedDiffusionBeatGansConfig, space_timesteps
+
+    return SpacedDiffusionBeatGansConfig(
+        gen_type=GenerativeType.ddim,
+        model_type=ModelType.autoencoder,
+        betas=get_named_beta_schedule("linear", 1000),
+        model_mean_type=ModelMeanType.eps,
+        model_var_type=ModelVarType.fixed_large,
+        loss_type=LossType.mse,
+        rescale_timesteps=False,
+        use_timesteps=space_timesteps(1000, f"ddim{steps}"),  # what its DDIM configs use
+        fp16=False,
+    ).make_sampler()
+
+
+def official_edit(model: torch.nn.Module, sampler, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        cond = model.encoder(x)
+        x_t = sampler.ddim_reverse_sample_loop(model, x, clip_denoised=True, model_kwargs={"cond": cond})
+        out = sampler.ddim_sample_loop(
+            model, shape=x.shape, noise=x_t["sample"], clip_denoised=True, model_kwargs={"cond": cond}
+        )
+    return out.numpy()
+
+
+def our_edit(pipe, x: np.ndarray, steps: int) -> np.ndarray:
+    z_sem = pipe.encode(x)
+    return pipe.decode(pipe.invert(x, z_sem, steps), z_sem, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--official", required=True, help="a phizaz/diffae checkout or its git directory")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--engines", default="torch,onnxruntime")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="diffusegae-official-"))
+    sys.path.insert(0, str(official_code(Path(args.official), work / "official")))
+    model = official_model()
+    sampler = official_sampler(args.steps)
+    params = sum(p.numel() for p in model.parameters())
+    ckpt = work / "ffhq64_autoenc" / "last.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": {f"ema_model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": HYPER}, ckpt)  # fmt: skip
+    ours = import_diffae(ckpt, work / "ours")
+    engines = args.engines.split(",")
+    options = {"onnxruntime": {"threads": args.threads}}  # torch: torch.set_num_threads above
+    pipes = {name: load_pipeline(ours, engine=name, **options.get(name, {})) for name in engines}
+    records = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+        runs: dict[str, Callable[[], np.ndarray]] = {
+            "official": lambda x=x: official_edit(model, sampler, torch.from_numpy(x))
+        }
+        runs |= {name: (lambda p=p, x=x: our_edit(p, x, args.steps)) for name, p in pipes.items()}
+        outputs = {name: run() for name, run in runs.items()}  # warm-up, and the outputs compared
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():  # interleaved: drift hits every side alike
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+        official_s = float(np.median(times["official"]))
+        for name, seconds in times.items():
+            median = float(np.median(seconds))
+            diff = float(np.abs(outputs[name] - outputs["official"]).max())
+            ratio = official_s / median
+            print(f"batch {batch} {name:12s} {median:7.2f} s  {ratio:5.2f}×  max |diff| {diff:.1e}")
+            timing = {"median": median, "min": min(seconds), "max": max(seconds), "n": len(seconds)}
+            records.append(
+                record(
+                    f"Side by side with phizaz/diffae: edit S={args.steps} on ffhq64_autoenc",
+                    {"batch": batch, "implementation": name},
+                    timing,
+                    extra={"vs official": f"{ratio:.2f}×", "max |diff|": f"{diff:.1e}"},
+                    notes=f"{params / 1e6:.1f} M parameters, random weights; encode + inversion + decode, "
+                    f"{args.threads} threads, medians of {args.repeats} interleaved repeats after a warm-up",
+                )
+            )
+    print(save(records))
+
+
+if __name__ == "__main__":
+    main()
