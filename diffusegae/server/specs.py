@@ -81,6 +81,9 @@ DEFAULT_DEADLINE_S = 600.0
 # step batching: samples stepped together (default: the model's max_batch) and samples that may wait
 PARAM_MAX_ACTIVE = "max_active"
 PARAM_MAX_WAITING = "max_waiting"
+# invert: MiB of inversions kept (engines/xt_cache.py; 0 turns it off) so a source edited again skips its loop
+PARAM_XT_CACHE_MB = "xt_cache_mb"
+DEFAULT_XT_CACHE_MB = 64.0
 # The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
 PARAM_DIRECTIONS = "directions"
 

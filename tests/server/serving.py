@@ -6,6 +6,8 @@ session's end; tests compare it with the in-process pipeline on the same checkpo
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,10 @@ def pipeline(checkpoint):
     from diffusegae.engines.onnxruntime_engine import load_onnxruntime_engine
 
     return Pipeline(load_onnxruntime_engine(checkpoint, threads=1))
+
+
+def cache_counts(server) -> dict[str, float]:
+    """The served x_T cache's hit and miss counters, from the metrics endpoint."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.ports['metrics']}/metrics").read().decode()
+    found = re.findall(r'diffusegae_xt_cache_(hits|misses)_total\{model="invert"\} (\S+)', text)
+    return {name: float(value) for name, value in found}

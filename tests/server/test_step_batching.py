@@ -17,7 +17,7 @@ from diffusegae.images import to_model, to_uint8
 from diffusegae.server.repository import build_repository
 from diffusegae.server.specs import DECODE, PARAM_DEADLINE, PARAM_MAX_ACTIVE, PARAM_MAX_WAITING
 
-from .serving import dataset_images, start_server
+from .serving import cache_counts, dataset_images, start_server
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,15 @@ def test_a_cancelled_request_leaves_the_batch_at_the_next_tick(tight_server):
         # the slot is free long before the cancelled loop would have ended or reached its deadline
         assert _decode(client, 2, timeout=120).shape == (1, 3, 32, 32)
         assert time.monotonic() - start < DEADLINE_S - 1.0
+
+
+def test_the_step_batched_inversion_answers_a_repeat_from_its_cache(step_server, pipeline):
+    images = dataset_images(2, seed=32)
+    before = cache_counts(step_server)
+    with Client(step_server.url, timeout=120) as client:
+        first = client.reconstruct(images, steps=3)
+        again = client.reconstruct(images, steps=3)
+    after = cache_counts(step_server)
+    assert after["misses"] - before["misses"] == 2 and after["hits"] - before["hits"] == 2
+    np.testing.assert_array_equal(first, again)
+    _close(again, to_uint8(pipeline.reconstruct(to_model(images), steps=3)))

@@ -32,12 +32,14 @@ from diffusegae.engines.scheduler import (
     ServerStopping,
     StepScheduler,
 )
+from diffusegae.engines.xt_cache import XTCache, checkpoint_identity
 from diffusegae.export.specs import X0, X_T, Z_SEM
 from diffusegae.server import runtime
 from diffusegae.server.models.base import Arrays, BatchedModel, error_response
-from diffusegae.server.models.loop_metrics import SchedulerMetrics
+from diffusegae.server.models.loop_metrics import CacheMetrics, SchedulerMetrics
 from diffusegae.server.specs import (
     DEFAULT_DEADLINE_S,
+    DEFAULT_XT_CACHE_MB,
     INVERT,
     LOOP_BATCHING,
     PARAM_BATCHING,
@@ -45,6 +47,7 @@ from diffusegae.server.specs import (
     PARAM_ENGINE,
     PARAM_MAX_ACTIVE,
     PARAM_MAX_WAITING,
+    PARAM_XT_CACHE_MB,
     SAMPLER,
     STEPS,
 )
@@ -53,6 +56,11 @@ from diffusegae.server.specs import (
 class TritonPythonModel(BatchedModel):
     def setup(self) -> None:
         self._setup_engine()
+        self.cache: XTCache | None = None
+        megabytes = float(self.parameters.get(PARAM_XT_CACHE_MB, DEFAULT_XT_CACHE_MB))
+        if self.inverse and megabytes > 0:
+            self.cache = XTCache(int(megabytes * 2**20), checkpoint_identity(self.checkpoint))
+            self.cache_metrics = CacheMetrics(self.name)
         self.batching = self.parameters.get(PARAM_BATCHING, LOOP_BATCHING[0])
         if self.batching not in LOOP_BATCHING:
             raise ValueError(f"{self.name}: unknown batching {self.batching!r}; choose from {LOOP_BATCHING}")
@@ -99,12 +107,21 @@ class TritonPythonModel(BatchedModel):
             inputs = self.read_checked(request, lambda response, s=sender: _final(s, response))
             if inputs is None:
                 continue
+            keys, found = self._cached(inputs)
+            if keys and all(x is not None for x in found):  # inverted before: no loop to run
+                _final(sender, self._respond({self.output: np.stack(found)}))
+                continue
+
+            def done(x: np.ndarray, s: Any = sender, keys: list[str] = keys) -> None:
+                self._remember(keys, range(len(x)), x)
+                _final(s, self._respond({self.output: x}))
+
             job = Job(
                 inputs[self.source],
                 inputs[Z_SEM],
                 inputs[STEPS],
                 self.inverse,
-                done=lambda x, s=sender: _final(s, self._respond({self.output: x})),
+                done=done,
                 failed=lambda err, s=sender: _final(s, self._failure(err)),
                 samplers=list(inputs[SAMPLER]),
                 cancelled=getattr(request, "is_cancelled", lambda: False),
@@ -138,9 +155,36 @@ class TritonPythonModel(BatchedModel):
         return name
 
     def compute(self, batch: Arrays) -> Arrays:
-        x0_or_noise, z_sem = batch[self.source], batch[Z_SEM]
-        x = ddim_loop.run(self.engine, x0_or_noise, z_sem, batch[STEPS], self.inverse, list(batch[SAMPLER]))
-        return {self.output: x}
+        keys, found = self._cached(batch)
+        if not keys:
+            return {self.output: self._loop(batch)}
+        todo = [i for i, x in enumerate(found) if x is None]
+        if todo:  # only the rows not inverted before run the loop
+            ran = self._loop({name: value[todo] for name, value in batch.items()})
+            self._remember(keys, todo, ran)
+            for i, x in zip(todo, ran, strict=True):
+                found[i] = x
+        return {self.output: np.stack(found)}
+
+    def _loop(self, batch: Arrays) -> np.ndarray:
+        return ddim_loop.run(
+            self.engine, batch[self.source], batch[Z_SEM], batch[STEPS], self.inverse, list(batch[SAMPLER])
+        )
+
+    def _cached(self, inputs: Arrays) -> tuple[list[str], list[np.ndarray | None]]:
+        """Each row's cache key and cached x_T (None: not seen); ([], []) without a cache."""
+        if self.cache is None:
+            return [], []
+        rows = zip(inputs[self.source], inputs[Z_SEM], inputs[STEPS], inputs[SAMPLER], strict=True)
+        keys = [self.cache.key(x, z, int(np.ravel(s)[0]), str(name)) for x, z, s, name in rows]
+        found = [self.cache.get(k) for k in keys]
+        self.cache_metrics.update(self.cache)
+        return keys, found
+
+    def _remember(self, keys: list[str], rows: Any, x: np.ndarray) -> None:
+        if keys:
+            for i, row in zip(rows, x, strict=True):
+                self.cache.put(keys[i], row)
 
 
 def _final(sender: Any, response: Any) -> None:

@@ -6,6 +6,11 @@ server's Prometheus endpoint: what Triton's queue time cannot see once requests 
     diffusegae_loop_ticks_total{model="decode"}      network calls (counter)
     diffusegae_loop_samples_stepped_total{...}       samples moved one step, summed over ticks (counter)
     diffusegae_loop_tick_seconds_total{...}          seconds spent in ticks (counter)
+
+and the inversion cache's (engines/xt_cache.py), on `invert` in either batching mode:
+
+    diffusegae_xt_cache_hits_total{model="invert"}     rows answered from the cache (counter)
+    diffusegae_xt_cache_misses_total{model="invert"}   rows the loop had to run (counter)
 """
 
 from __future__ import annotations
@@ -49,4 +54,26 @@ class SchedulerMetrics:
         for name in COUNTERS:
             value = float(getattr(stats, name))
             self.metrics[name].increment(value - self.last[name])
+            self.last[name] = value
+
+
+class CacheMetrics:
+    """The x_T cache's hit and miss counters; `update(cache)` after each use."""
+
+    def __init__(self, model: str) -> None:
+        self.metrics: dict[str, Any] = {}
+        self.families: list[Any] = []
+        self.last = {"hits": 0, "misses": 0}
+        family = getattr(pb_utils, "MetricFamily", None)
+        if family is None:
+            return
+        for name in self.last:
+            text = f"inversions answered from the x_T cache ({name})"
+            self.families.append(family(f"diffusegae_xt_cache_{name}_total", text, family.COUNTER))
+            self.metrics[name] = self.families[-1].Metric(labels={"model": model})
+
+    def update(self, cache: Any) -> None:
+        for name, metric in self.metrics.items():
+            value = getattr(cache, name)
+            metric.increment(float(value - self.last[name]))
             self.last[name] = value
