@@ -35,6 +35,7 @@ _TRAIN_KEYWORDS = (
     "grad_clip",
     "lambda_ss",
     "lambda_ur",
+    "lambda_sc",
     "gamma",
     "stats_images",
     "dataset_seed",
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--grad-clip", type=float, help="gradient norm clip (default 1.0)")
     a("--lambda-ss", type=float, help="weight of the supervised swap loss L_ss (1.0 in stage 2, 0.5 in 3)")
     a("--lambda-ur", type=float, help="weight of the unsupervised reassembly loss L_ur (default 0.5)")
+    a(
+        "--lambda-sc",
+        type=float,
+        help="weight of the shared-chunk loss L_sc (not in Eq. 11; default 0): chunk k of two images sharing "
+        "attribute k should match",
+    )
     a("--gamma", type=float, help="weight of L_dis in stage 3 (default 1.0)")
     a("--stats-images", type=int, help="images for the z_sem statistics at the start of stage 2 (4096)")
     a("--dataset-seed", type=int, help="seed of the dataset's train/test split (default 0)")

@@ -54,6 +54,7 @@ def train(
     grad_clip: float | None = None,
     lambda_ss: float | None = None,
     lambda_ur: float | None = None,
+    lambda_sc: float | None = None,
     gamma: float | None = None,
     stats_images: int | None = None,
     dataset_seed: int | None = None,
@@ -65,7 +66,8 @@ def train(
 
     batch_size counts images in stage 1 and GROUP(C, 1) groups (1+K images each) in stages 2 and 3.
     Settings left as None keep the value of the run being resumed, else the stage default (lr 1e-4 / 4e-5 /
-    1e-5; λss, λur = 1.0, 0.5 in stage 2 and 0.5, 0.5 with γ = 1 in stage 3; EMA decay 0.999; clip 1.0).
+    1e-5; λss, λur = 1.0, 0.5 in stage 2 and 0.5, 0.5 with γ = 1 in stage 3; λsc 0; EMA decay 0.999;
+    clip 1.0).
     The run stops after `steps`, after `time_limit_s`, or on SIGINT/SIGTERM, and always saves before
     returning; it also saves every `save_every` steps and every `save_every_s` seconds. data_workers:
     processes rendering batches ahead of the loop (None: none on CPU, half the cores up to 8 on a GPU);
@@ -99,6 +101,7 @@ def train(
             "lr": lr,
             "lambda_ss": lambda_ss,
             "lambda_ur": lambda_ur,
+            "lambda_sc": lambda_sc,
             "gamma": gamma,
             "seed": seed,
             "dataset_seed": dataset_seed,

@@ -1,4 +1,5 @@
-"""Training losses: Diff-AE's L_simple and DiffuseGAE's L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11).
+"""Training losses: Diff-AE's L_simple and DiffuseGAE's L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11),
+plus an optional shared-chunk term λsc·L_sc that Eq. 11 does not have (`chunk_consistency_loss`).
 
 The GAE losses are pure functions of callables, so tests can hand them maps whose answer is known:
 `encode` / `decode` act on *standardised* z_sem ((z − z_mean) / z_std), which is the GAE's own
@@ -104,6 +105,34 @@ def reassembly_loss(
     return F.l1_loss(encode(decode(z_u)), z_u)
 
 
+def chunk_consistency_loss(codes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """L_sc: chunk k of two images that share attribute k should be equal, relative to images that do not.
+
+    codes is E(z) as [B, 1+K, width] (GROUP(C, 1): partner k shares exactly attribute k with C, and partner
+    j ≠ k differs from C in attribute k). For each k,
+
+        mean |chunk_k(E z_c) − chunk_k(E z_k)|  /  mean over j ≠ k of |chunk_k(E z_c) − chunk_k(E z_j)|
+
+    averaged over k. L_ss only asks the decoder to cope with a chunk that carries other attributes; this asks
+    the encoder not to put them there (a chunk that tells apart two images sharing its attribute leaks the
+    others into every swap). The ratio is scale-free, so the codes cannot shrink their way to a low loss.
+    """
+    k_attrs = codes.shape[1] - 1
+    if k_attrs < 2:
+        raise ValueError("the shared-chunk loss needs groups of at least two partners")
+    centre = codes[:, 0]
+    terms = []
+    for k in range(k_attrs):
+        sel = masks[k]
+
+        def gap(j: int, sel: torch.Tensor = sel) -> torch.Tensor:
+            return (centre[:, sel] - codes[:, 1 + j][:, sel]).abs().mean()
+
+        apart = torch.stack([gap(j) for j in range(k_attrs) if j != k]).mean()
+        terms.append(gap(k) / apart.clamp_min(1e-8))
+    return torch.stack(terms).mean()
+
+
 def gae_losses(
     encode: Map,
     decode: Map,
@@ -112,10 +141,12 @@ def gae_losses(
     lambda_ss: float,
     lambda_ur: float,
     generator: torch.Generator | None = None,
+    lambda_sc: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) on standardised group codes z [B, 1+K, D].
+    """L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) + λsc·L_sc on standardised group codes z [B, 1+K, D].
 
-    Returns {"dis", "r", "ss", "ur"}; L_ur reassembles codes of every member of every group.
+    Returns {"dis", "r", "ss", "ur", "sc"}; L_ur reassembles codes of every member of every group. L_sc is
+    reported even at λsc = 0 (Eq. 11 as written), so a log shows the leak it measures.
     """
     if z.ndim != 3 or z.shape[1] != len(chunks) + 1:
         raise ValueError(f"z must be [B, 1+K, D] with K={len(chunks)} attributes, got {tuple(z.shape)}")
@@ -125,4 +156,6 @@ def gae_losses(
     l_r = reconstruction_loss(decode, z, codes)
     l_ss = swap_loss(decode, z, codes, masks)
     l_ur = reassembly_loss(encode, decode, codes, masks, generator)
-    return {"dis": l_r + lambda_ss * l_ss + lambda_ur * l_ur, "r": l_r, "ss": l_ss, "ur": l_ur}
+    l_sc = chunk_consistency_loss(codes.reshape(b, m, -1), masks)
+    dis = l_r + lambda_ss * l_ss + lambda_ur * l_ur + lambda_sc * l_sc
+    return {"dis": dis, "r": l_r, "ss": l_ss, "ur": l_ur, "sc": l_sc}

@@ -63,6 +63,7 @@ class Settings:
     grad_clip: float
     amp: bool
     stats_images: int
+    lambda_sc: float = 0.0
     # the diffusion term's weighting and timesteps (stages 1 and 3)
     objective: Objective = dataclasses.field(default_factory=Objective)
 
@@ -84,6 +85,7 @@ class Settings:
             "lr": spec.lr,
             "lambda_ss": spec.lambda_ss,
             "lambda_ur": spec.lambda_ur,
+            "lambda_sc": spec.lambda_sc,
             "gamma": spec.gamma,
             "seed": 0,
             "dataset_seed": 0,
@@ -229,6 +231,7 @@ class Session:
                 gen,
                 s.objective,
                 self.loss_norm,
+                s.lambda_sc,
             )
         loss = losses["loss"]
         if not torch.isfinite(loss):
@@ -346,6 +349,8 @@ class Session:
         }
         if self.spec.groups:
             out.update(lambda_ss=s.lambda_ss, lambda_ur=s.lambda_ur, loss_norm="l1, standardised z_sem")
+            if s.lambda_sc:
+                out["lambda_sc"] = s.lambda_sc
         if self.spec.number != 2:
             out["objective"] = s.objective.to_dict()
         if self.spec.number == 3:

@@ -1,7 +1,8 @@
 """The three training stages: what each trains, on which data, with which loss.
 
 1. Diff-AE pretraining: encoder + UNet on L_simple (Diff-AE Eq. 1), single images.
-2. GAE on frozen z_sem: L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) over GROUP(C, 1) batches.
+2. GAE on frozen z_sem: L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) over GROUP(C, 1) batches
+   (+ λsc·L_sc, the shared-chunk term of losses.py, when λsc > 0; 0 by default).
 3. Joint fine-tuning: L_simple + γ·L_dis (Eq. 12), everything trained, GROUP(C, 1) batches.
 
 Randomness is a pure function of (seed, stage, step), so no generator state is ever stored: batch n of
@@ -36,6 +37,7 @@ class StageSpec:
     batch_size: int  # images for stage 1, groups (1+K images each) for stages 2 and 3
     lambda_ss: float = 0.0
     lambda_ur: float = 0.0
+    lambda_sc: float = 0.0  # the shared-chunk term (losses.chunk_consistency_loss); not in Eq. 11
     gamma: float = 0.0  # weight of L_dis in the joint loss (stage 3)
 
     @property
@@ -125,11 +127,12 @@ def dis_loss(
     lambda_ss: float,
     lambda_ur: float,
     gen: torch.Generator,
+    lambda_sc: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """L_dis on group codes z_sem [B, 1+K, 512], standardised with the GAE's fixed statistics."""
     gae = model.gae
     z = standardize(z_sem.float(), gae.z_mean, gae.z_std)
-    return gae_losses(gae.encoder, gae.decoder, z, chunks, lambda_ss, lambda_ur, gen)
+    return gae_losses(gae.encoder, gae.decoder, z, chunks, lambda_ss, lambda_ur, gen, lambda_sc)
 
 
 def stage_losses(
@@ -143,6 +146,7 @@ def stage_losses(
     gen: torch.Generator,
     objective: Objective = L_SIMPLE,
     norm: LearnedLossNorm | None = None,
+    lambda_sc: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """{"loss": the objective, plus its named terms} for one batch x0 (model space).
 
@@ -155,12 +159,12 @@ def stage_losses(
     if spec.number == 2:
         with torch.no_grad():
             z_sem = model.encoder(flat)
-        terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen)
+        terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen, lambda_sc)
         return {"loss": terms["dis"], **terms}
     # Stage 3 (Eq. 12): the diffusion term on every group image, L_dis on their live z_sem.
     z_sem = model.encoder(flat)
     simple = denoising_loss(model, flat, z_sem, gen, objective, norm)
-    terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen)
+    terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen, lambda_sc)
     return {"loss": simple + gamma * terms["dis"], "simple": simple, **terms}
 
 

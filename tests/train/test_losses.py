@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from diffusegae import build_model, preset
 from diffusegae.latents import chunk_masks
-from diffusegae.train.losses import diffusion_loss, gae_losses, reassembly_loss
+from diffusegae.train.losses import chunk_consistency_loss, diffusion_loss, gae_losses, reassembly_loss
 from diffusegae.train.stages import STAGES, simple_loss, step_generator
 
 CHUNKS = [slice(0, 6), slice(6, 8), slice(8, 10)]  # three attributes, z_dis width 10
@@ -64,6 +64,31 @@ def test_swap_loss_counts_each_failed_swap() -> None:
     out = gae_losses(encode, decode, z, CHUNKS, 1.0, 0.0)
     # 7 terms (2K + 1); the three broken ones each have mean |error| 2/16
     assert out["ss"].item() == pytest.approx(3 * (2 / 16) / 7)
+
+
+def test_chunk_consistency_is_zero_when_shared_chunks_match_and_counts_only_when_weighted() -> None:
+    z = groups(6)
+    masks = torch.from_numpy(chunk_masks(CHUNKS, WIDTH))
+    assert chunk_consistency_loss(encode(z.reshape(-1, D)).reshape(6, 4, WIDTH), masks).item() == 0.0
+    loose = groups(6, share=False)
+    unweighted = gae_losses(encode, decode, loose, CHUNKS, 1.0, 0.5, torch.Generator().manual_seed(0))
+    weighted = gae_losses(encode, decode, loose, CHUNKS, 1.0, 0.5, torch.Generator().manual_seed(0), 2.0)
+    assert unweighted["sc"].item() > 0.5  # random partners: a shared chunk is as far apart as any other
+    assert weighted["dis"].item() == pytest.approx(unweighted["dis"].item() + 2.0 * unweighted["sc"].item())
+
+
+def test_chunk_consistency_sees_a_leak_and_ignores_the_scale() -> None:
+    # Chunk 0 (attribute 0) also carries a value that only partner 0's other attributes change: a leak.
+    z = groups(8, seed=3)
+    masks = torch.from_numpy(chunk_masks(CHUNKS, WIDTH))
+    codes = encode(z.reshape(-1, D)).reshape(8, 4, WIDTH)
+    leaky = codes.clone()
+    leaky[:, 1, 0] += 3.0  # partner 0 differs from C on chunk 0 although it shares attribute 0
+    loss = chunk_consistency_loss(leaky, masks)
+    assert loss.item() > 0.05
+    assert chunk_consistency_loss(5.0 * leaky, masks).item() == pytest.approx(loss.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="at least two partners"):
+        chunk_consistency_loss(codes[:, :2], masks[:1])
 
 
 def test_reassembly_loss_is_zero_iff_encode_inverts_decode_on_z_u() -> None:

@@ -90,6 +90,7 @@ def test_stage2_sets_latent_stats_and_trains_only_the_gae(stage1: Path, tmp_path
     summary = train(directory, stage=2, steps=2, lr=1e-3, stats_images=16, **FAST)
     assert summary["steps"] == 2 and summary["lr"] == 1e-3 and summary["lambda_ss"] == 1.0
     assert summary["lambda_ur"] == 0.5 and summary["images_per_step"] == 16
+    assert "lambda_sc" not in summary and summary["losses"]["sc"] > 0  # reported, not weighted, by default
     assert all(torch.isfinite(torch.tensor(summary["losses"][k])) for k in ("loss", "r", "ss", "ur"))
     model = load_checkpoint(directory)
     assert not torch.equal(model.gae.z_mean, torch.zeros(512))
@@ -104,8 +105,12 @@ def test_stage2_sets_latent_stats_and_trains_only_the_gae(stage1: Path, tmp_path
 def test_stage3_trains_everything(stage1: Path, tmp_path: Path) -> None:
     directory = copy(stage1, tmp_path)
     start = load_checkpoint(directory).state_dict()
-    summary = train(directory, stage=3, steps=1, stats_images=8, **FAST)  # no stage 2: sets statistics
+    summary = train(directory, stage=3, steps=1, stats_images=8, lambda_sc=0.25, **FAST)  # sets statistics
     assert summary["steps"] == 1 and summary["gamma"] == 1.0 and summary["lambda_ss"] == 0.5
+    terms = summary["losses"]
+    assert summary["lambda_sc"] == 0.25
+    weighted = terms["r"] + 0.5 * terms["ss"] + 0.5 * terms["ur"] + 0.25 * terms["sc"]
+    assert terms["dis"] == pytest.approx(weighted)
     assert all(torch.isfinite(torch.tensor(v)) for v in summary["losses"].values())
     assert {"simple", "dis", "r", "ss", "ur"} <= set(summary["losses"])
     raw = raw_weights(directory)
