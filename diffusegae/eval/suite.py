@@ -160,7 +160,7 @@ def _notes(pipe: Pipeline, settings: EvalSettings, stages: dict[str, Any]) -> li
         notes.append(
             "plain Diff-AE checkpoint (no GAE): probes on z_sem only; no z_dis probes, no edit accuracy"
         )
-    elif stages and not {"stage2", "stage3"} & set(stages):
+    elif stages and not {"stage2", "stage3", "stage4"} & set(stages):
         notes.append(
             f"the GAE was never trained (training record: {', '.join(stages)}): z_dis probes and edit "
             "accuracy measure an untrained GAE"

@@ -1,4 +1,5 @@
-"""Training: Diff-AE pretraining (stage 1), GAE on frozen z_sem (stage 2), joint fine-tuning (stage 3).
+"""Training: Diff-AE pretraining (stage 1), GAE on frozen z_sem (stage 2), joint fine-tuning (stage 3),
+and an optional GAE refit on the tuned encoder (stage 4).
 
     from diffusegae.train import train
     train("checkpoints/tiny32", preset="tiny32", stage=1, steps=1000, batch_size=32)

@@ -53,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a(
         "--stage",
         type=int,
-        choices=(1, 2, 3),
+        choices=(1, 2, 3, 4),
         default=1,
-        help="1: Diff-AE pretraining, 2: GAE on frozen z_sem, 3: joint fine-tuning (default 1)",
+        help="1: Diff-AE pretraining, 2: GAE on frozen z_sem, 3: joint fine-tuning, 4: GAE refit on the "
+        "encoder stage 3 tuned (default 1)",
     )
     a("--steps", type=int, help="optimizer steps to run now, on top of those already done (default 1000)")
     a("--batch-size", type=int, help="images (stage 1) or groups of 1+K images (stages 2, 3)")

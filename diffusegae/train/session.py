@@ -127,8 +127,8 @@ class Session:
         self.model = self._load_model(record)
         self.dataset = AttributeDataset(cfg.image_size, seed=settings.dataset_seed)
         self.chunks = attribute_chunks(cfg.gae, self.dataset) if spec.groups else []
-        if record is None and spec.groups and (spec.number == 2 or self._stats_unset()):
-            self._set_latent_stats()  # stage 2 always starts with fresh statistics; stage 3 needs some
+        if record is None and spec.groups and (spec.gae_only or self._stats_unset()):
+            self._set_latent_stats()  # GAE-only stages start from fresh statistics; stage 3 needs some
         self.ema = EMA(self.model, settings.ema_decay, updates=state.ema_updates)
         if record is not None:
             self.ema.model.load_state_dict(load_state_tensors(directory, record, "ema"), strict=True)
@@ -158,8 +158,8 @@ class Session:
         return model
 
     def _make_loss_norm(self, record: dict[str, Any] | None) -> LearnedLossNorm | None:
-        """EDM2's u(t) table when the objective asks for it (not in stage 2: no diffusion term there)."""
-        if not self.settings.objective.learned_norm or self.spec.number == 2:
+        """EDM2's u(t) table when the objective asks for it (not in stages 2, 4: no diffusion term there)."""
+        if not self.settings.objective.learned_norm or self.spec.gae_only:
             return None
         norm = LearnedLossNorm(self.cfg.diffusion.num_timesteps).to(self.device)
         saved = {k[len(TRAIN_ONLY) :]: v for k, v in getattr(self, "_train_only", {}).items()}
@@ -194,7 +194,7 @@ class Session:
         return bool((gae.z_mean == 0).all() and (gae.z_std == 1).all())
 
     def _set_latent_stats(self) -> None:
-        """Stage 2: the GAE standardises z_sem with statistics of the frozen (EMA) encoder on train images."""
+        """Stages 2, 4: the GAE standardises z_sem with statistics of the frozen (EMA) encoder."""
         s = self.settings
         mean, std = latent_stats(self.model.encoder.eval(), self.dataset, s.stats_images, s.seed, self.device)
         self.model.gae.z_mean.copy_(mean)
@@ -351,11 +351,11 @@ class Session:
             out.update(lambda_ss=s.lambda_ss, lambda_ur=s.lambda_ur, loss_norm="l1, standardised z_sem")
             if s.lambda_sc:
                 out["lambda_sc"] = s.lambda_sc
-        if self.spec.number != 2:
+        if not self.spec.gae_only:
             out["objective"] = s.objective.to_dict()
         if self.spec.number == 3:
             out["gamma"] = s.gamma
-        if self.spec.number == 2:
+        if self.spec.gae_only:
             out["stats_images"] = s.stats_images
         return out
 

@@ -1,9 +1,12 @@
-"""The three training stages: what each trains, on which data, with which loss.
+"""The training stages: what each trains, on which data, with which loss.
 
 1. Diff-AE pretraining: encoder + UNet on L_simple (Diff-AE Eq. 1), single images.
 2. GAE on frozen z_sem: L_dis = L_r + λss·L_ss + λur·L_ur (Eq. 11) over GROUP(C, 1) batches
    (+ λsc·L_sc, the shared-chunk term of losses.py, when λsc > 0; 0 by default).
 3. Joint fine-tuning: L_simple + γ·L_dis (Eq. 12), everything trained, GROUP(C, 1) batches.
+4. GAE refit (optional, not in the paper): stage 2's objective again, on the encoder that stage 3 tuned. Stage
+   3 moves z_sem under a GAE fitted to stage 1's; a GAE-only pass on the final encoder, with fresh z_sem
+   statistics, fits the GAE to the codes the checkpoint will actually produce, at GAE-only cost.
 
 Randomness is a pure function of (seed, stage, step), so no generator state is ever stored: batch n of
 stage 1 and the t, ε and permutations of every step are drawn from generators seeded with it. Groups come
@@ -44,6 +47,11 @@ class StageSpec:
     def groups(self) -> bool:
         return self.number > 1
 
+    @property
+    def gae_only(self) -> bool:
+        """Trains the GAE alone on frozen z_sem (stages 2 and 4), with fresh statistics of that z_sem."""
+        return self.parts == ("gae",)
+
 
 STAGES: dict[int, StageSpec] = {
     1: StageSpec(1, ("encoder", "unet"), "adamw", lr=1e-4, batch_size=32),
@@ -51,6 +59,7 @@ STAGES: dict[int, StageSpec] = {
     3: StageSpec(
         3, ("encoder", "unet", "gae"), "adam", lr=1e-5, batch_size=8, lambda_ss=0.5, lambda_ur=0.5, gamma=1.0
     ),
+    4: StageSpec(4, ("gae",), "adam", lr=4e-5, batch_size=32, lambda_ss=1.0, lambda_ur=0.5),
 }
 
 
@@ -156,7 +165,7 @@ def stage_losses(
         return {"loss": simple, "simple": simple}
     b, m = x0.shape[:2]
     flat = x0.reshape(b * m, *x0.shape[2:])
-    if spec.number == 2:
+    if spec.gae_only:
         with torch.no_grad():
             z_sem = model.encoder(flat)
         terms = dis_loss(model, z_sem.reshape(b, m, -1), chunks, lambda_ss, lambda_ur, gen, lambda_sc)

@@ -102,6 +102,30 @@ def test_stage2_sets_latent_stats_and_trains_only_the_gae(stage1: Path, tmp_path
     assert info["stage1"]["steps"] == 3 and info["stage2"]["stats_images"] == 16
 
 
+def test_stage4_refits_the_gae_on_the_tuned_encoder_and_keeps_the_earlier_records(
+    stage1: Path, tmp_path: Path
+) -> None:
+    directory = copy(stage1, tmp_path)
+    train(directory, stage=2, steps=1, stats_images=16, **FAST)
+    train(directory, stage=3, steps=1, **FAST)
+    tuned = load_checkpoint(directory)
+    before_stats = tuned.gae.z_mean.clone()
+    start = tuned.state_dict()
+    summary = train(directory, stage=4, steps=2, stats_images=16, seed=1, lambda_sc=1.0, **FAST)
+    assert summary["steps"] == 2 and summary["trains"] == ["gae"] and summary["lambda_sc"] == 1.0
+    assert summary["stats_images"] == 16 and "objective" not in summary
+    end = load_checkpoint(directory)
+    assert not torch.equal(end.gae.z_mean, before_stats)  # fresh statistics, of the tuned encoder
+    assert all(
+        torch.equal(start[k], v) for k, v in end.state_dict().items() if k.startswith(("unet.", "encoder."))
+    )
+    assert any(
+        not torch.equal(start[k], v) for k, v in end.state_dict().items() if k.startswith("gae.encoder.")
+    )
+    info = read_info(directory)["train"]
+    assert info["stage2"]["steps"] == 1 and info["stage3"]["steps"] == 1 and info["stage4"]["steps"] == 2
+
+
 def test_stage3_trains_everything(stage1: Path, tmp_path: Path) -> None:
     directory = copy(stage1, tmp_path)
     start = load_checkpoint(directory).state_dict()
@@ -162,7 +186,7 @@ def test_bad_requests_say_what_to_do(stage1: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="differs from preset"):
         train(stage1, preset="synth64", steps=0)
     with pytest.raises(ValueError, match="unknown stage"):
-        train(stage1, stage=4, steps=0)
+        train(stage1, stage=5, steps=0)
     with pytest.raises(ValueError, match="CUDA"):
         train(stage1, amp=True, device="cpu", steps=0)
 
