@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The shipped checkpoint's whole recipe, from an empty directory: bash scripts/train_tiny32.sh [DIR]
-# (default /tmp/diffusegae-train/tiny32; ~2 h 20 min on the project's 2-core CPU, see checkpoints/tiny32/MODEL_CARD.md).
+# (default /tmp/diffusegae-train/tiny32; ~2 h 10 min on the project's 2-core CPU, see checkpoints/tiny32/MODEL_CARD.md).
 # Resumable: rerun the same command after an interruption. A stage whose step count is reached is skipped;
 # an interrupted one resumes from its last save (diffusegae train saves every 5 minutes and on SIGTERM).
 # The objective is what makes this short: the preset's UNet predicts v and is trained on the v-MSE, so it
 # reads z_sem at every timestep; the encoder's 4×4 head keeps the pose (a global pool threw it away); the GAE
-# stage runs long with the swap and reassembly losses weighted up (λss = λur = 2), which is what removes leaks.
+# stage runs long with the swap and reassembly losses weighted up (λss = λur = 2); a last GAE-only refit on the
+# encoder stage 3 tuned adds the shared-chunk loss (λsc), which asks each chunk not to carry the other attributes.
 set -euo pipefail
 CK=${1:-/tmp/diffusegae-train/tiny32}
 PY=${PY:-python}
 THREADS=${THREADS:-2}
-STEPS1=${STEPS1:-3401} STEPS2=${STEPS2:-5000} STEPS3=${STEPS3:-600}
+STEPS1=${STEPS1:-3401} STEPS2=${STEPS2:-5000} STEPS3=${STEPS3:-600} STEPS4=${STEPS4:-3000}
 EXTRA=${EXTRA:-}  # more `diffusegae train` flags for every stage (the test: a tiny batch, few statistics images)
 
 done_steps() {  # steps of stage $1 already in the checkpoint's record (0 when none)
@@ -40,4 +41,5 @@ stage() {  # stage number, target steps, flags
 stage 1 "$STEPS1" --preset tiny32 --lr 2e-4 --batch-size 32 --seed 0
 stage 2 "$STEPS2" --lr 3e-4 --batch-size 32 --seed 0 --lambda-ss 2 --lambda-ur 2
 stage 3 "$STEPS3" --lr 1e-5 --batch-size 8 --seed 0
+stage 4 "$STEPS4" --lr 1e-4 --batch-size 32 --seed 0 --lambda-ss 2 --lambda-ur 2 --lambda-sc 4
 "$PY" -m diffusegae.eval.progress --checkpoint "$CK"

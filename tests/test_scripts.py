@@ -67,7 +67,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "scripts" / "train_tiny32.sh"
 
 
 def test_the_shipped_recipe_runs_every_stage_and_a_rerun_skips_them(tmp_path: Path) -> None:
-    """The recipe with tiny step counts: all three stages, recorded; run again, nothing is retrained."""
+    """The recipe with tiny step counts: all four stages, recorded; run again, nothing is retrained."""
     env = {
         **os.environ,
         "PY": sys.executable,
@@ -75,6 +75,7 @@ def test_the_shipped_recipe_runs_every_stage_and_a_rerun_skips_them(tmp_path: Pa
         "STEPS1": "2",
         "STEPS2": "2",
         "STEPS3": "1",
+        "STEPS4": "2",
         "EXTRA": "--batch-size 2 --stats-images 16 --log-every 1 --quiet",
     }
     ck = tmp_path / "ck"
@@ -88,9 +89,10 @@ def test_the_shipped_recipe_runs_every_stage_and_a_rerun_skips_them(tmp_path: Pa
 
     run()
     stages = json.loads((ck / "config.json").read_text())["info"]["train"]
-    assert [stages[f"stage{n}"]["steps"] for n in (1, 2, 3)] == [2, 2, 1]
+    assert [stages[f"stage{n}"]["steps"] for n in (1, 2, 3, 4)] == [2, 2, 1, 2]
     assert stages["stage1"]["objective"]["weighting"] == "v"  # tiny32 predicts v: its own MSE
+    assert stages["stage4"]["lambda_sc"] == 4.0 and stages["stage4"]["trains"] == ["gae"]
     again = run()
-    for n, steps in ((1, 2), (2, 2), (3, 1)):
+    for n, steps in ((1, 2), (2, 2), (3, 1), (4, 2)):
         assert f"stage {n}: {steps} of {steps} steps done, skipped" in again, again
     assert json.loads((ck / "config.json").read_text())["info"]["train"] == stages

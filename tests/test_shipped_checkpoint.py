@@ -42,7 +42,9 @@ def test_gae_round_trip_is_close():
     ds = AttributeDataset(resolution=pipe.config.image_size, seed=0)
     z = pipe.encode(to_model(ds.batch(ds.split("test")[:8], seeds=list(range(8)))))
     back = pipe.entangle(pipe.disentangle(z))
-    assert np.linalg.norm(back - z) / np.linalg.norm(z) < 0.05
+    # 0.051 on these 8 images with the stage-4 GAE: L_sc trades a little round-trip precision for chunks that
+    # do not leak (eval: relative error 0.0073 -> 0.0096); a freshly initialised GAE gives 1.45
+    assert np.linalg.norm(back - z) / np.linalg.norm(z) < 0.08
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,8 @@ def interpolation_accuracy(
     alpha: float = 0.5,
 ) -> dict[str, Any]:
     """Per attribute k: interpolate only k from a toward b by alpha (inferred x_T, slerped); "kept" is the
-    fraction of the other attributes that still show a's value (a and b differ in every attribute)."""
+    fraction of the other attributes that still show a's value (a and b differ in every attribute), and
+    kept_per_attribute says which of them moved."""
     names = dataset.attribute_names
     a, b = sample_groups(dataset, n, 2, seed + 2)
     xa, xb = to_model(a.images), to_model(b.images)
@@ -199,8 +200,10 @@ def interpolation_accuracy(
         )
         predicted = oracle.predict(to_uint8(out))
         others = [i for i in range(len(names)) if i != j]
+        kept = predicted == a.values
         results[name] = {
-            "kept": float((predicted[:, others] == a.values[:, others]).mean()),
+            "kept": float(kept[:, others].mean()),
+            "kept_per_attribute": {names[i]: float(kept[:, i].mean()) for i in others},
             "at_a": float((predicted[:, j] == a.values[:, j]).mean()),
             "at_b": float((predicted[:, j] == b.values[:, j]).mean()),
         }
