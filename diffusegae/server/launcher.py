@@ -253,6 +253,7 @@ class TritonServer:
                 self.send_signal(signal.SIGKILL)
                 code = self.process.wait()
         self._stop_watchdog()
+        self._kill_orphaned_stubs()
         runtime.remove_shm(self.shm_prefix)
         if self._log is not None:
             self._log.close()
@@ -264,21 +265,25 @@ class TritonServer:
     def kill(self) -> int | None:
         """SIGKILL the server and its backend stubs now (a broken server is not worth draining), remove
         their shared memory; the object can be started again. Returns the exit code."""
-        from diffusegae.server.supervisor import kill_stubs, stubs
-
         code = None
         if self.process is not None:
-            found = stubs(self.process.pid)
             self.send_signal(signal.SIGKILL)
             code = self.process.wait()
-            kill_stubs(found)  # a stopped stub would not notice its parent is gone
             self.process = None
         self._stop_watchdog()
+        self._kill_orphaned_stubs()
         runtime.remove_shm(self.shm_prefix)
         if self._log is not None:
             self._log.close()
             self._log = None
         return code
+
+    def _kill_orphaned_stubs(self) -> None:
+        """A stub outlives a server killed by a signal (a stopped or busy one never notices its parent is
+        gone): find this server's stubs by its shm prefix and SIGKILL them."""
+        from diffusegae.server.supervisor import kill_stubs, stubs
+
+        kill_stubs(stubs(shm_prefix=self.shm_prefix))
 
     def restart(self) -> TritonServer:
         """Kill it and start it again on the same ports and repository, with a fresh shm prefix."""

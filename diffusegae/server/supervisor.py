@@ -45,23 +45,31 @@ class Stub:
     state: str  # /proc/PID/stat's state: R, S, D, T (stopped), Z (zombie), ...
 
 
-def stubs(server_pid: int, proc: Path = Path("/proc")) -> dict[int, Stub]:
-    """The stub processes whose parent is `server_pid` (read from /proc; empty if it is gone)."""
+def stubs(
+    server_pid: int | None = None, proc: Path = Path("/proc"), shm_prefix: str | None = None
+) -> dict[int, Stub]:
+    """The stub processes whose parent is `server_pid`, or whose shm region starts with `shm_prefix` (read
+    from /proc). The prefix finds a server's stubs after the server died: orphans, adopted by init."""
     out = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cmdline = [
+                part.decode(errors="replace") for part in (entry / "cmdline").read_bytes().split(b"\0")
+            ]
         except OSError:  # it ended while we looked
             continue
         state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) != server_pid or not cmdline or not cmdline[0].decode(errors="replace").endswith(STUB):
+        if not cmdline[0].endswith(STUB):
             continue
-        # argv[1] is <repository>/<model>/<version>/model.py
-        model = Path(cmdline[1].decode(errors="replace")).parent.parent.name if len(cmdline) > 1 else "?"
-        out[int(entry.name)] = Stub(int(entry.name), model, state)
+        # argv: the stub, <repository>/<model>/<version>/model.py, the shm region name, ...
+        child = server_pid is not None and int(ppid) == server_pid
+        ours = shm_prefix is not None and len(cmdline) > 2 and cmdline[2].startswith(shm_prefix)
+        if child or ours:
+            model = Path(cmdline[1]).parent.parent.name if len(cmdline) > 1 else "?"
+            out[int(entry.name)] = Stub(int(entry.name), model, state)
     return out
 
 

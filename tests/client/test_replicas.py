@@ -19,6 +19,7 @@ from diffusegae.client.files import TMP_SUFFIX
 from diffusegae.client.replicas import Replicas, endpoints
 from diffusegae.images import load_image, save_png, to_model, to_uint8
 from diffusegae.server.launcher import TritonServer, free_port
+from diffusegae.server.supervisor import stubs
 
 from ..server.serving import assert_same_images, dataset_images, start_server
 
@@ -158,6 +159,8 @@ def test_a_batch_over_three_replicas_loses_nothing_when_one_is_killed(server, ch
             summary = edit_directory(client, tmp_path / "src", reference, ["pose"], out, 6, 2, False)
             killer.join()
             assert victim.wait(30) == -signal.SIGKILL
+            victim.stop()  # its stubs outlive it (adopted by init) until the launcher cleans them up
+            assert not stubs(shm_prefix=victim.shm_prefix)
             # every image written exactly once, whole, and the same as the in-process edit
             assert summary.exit_code == 0 and not summary.failed, summary.report()
             names = sorted(p.name for p in summary.done)
