@@ -32,6 +32,9 @@ HELP = (
     "latency / throughput of an op on a running server per concurrency or request rate (perf_analyzer-style)"
 )
 DEFAULT_CONCURRENCY = "1,2,4,8,16"
+# Triton counts a request in its statistics a moment after answering it: how long to wait for the counters
+# to catch up with a level's answers before reading them
+STATS_SETTLE_S = 2.0
 SERVER_LOAD = results.RESULTS_DIR / "server_load.jsonl"
 
 
@@ -218,6 +221,22 @@ async def sweep(
         async def mark() -> tuple[server_stats.Snapshot, server_stats.LoopCounters]:
             return await asyncio.to_thread(lambda: (stats.snapshot(), stats.loop_counters()))
 
+        async def settled(
+            before: server_stats.Fleet, after: server_stats.Fleet, answered: int
+        ) -> server_stats.Fleet:
+            """Read `after` again until the op's counters count every answered request (≤ STATS_SETTLE_S)."""
+            deadline = asyncio.get_running_loop().time() + STATS_SETTLE_S
+
+            def counted(fleet: server_stats.Fleet) -> int:
+                return sum(
+                    server_stats.per_replica(server_stats.fleet_delta(before, fleet), args.op).values()
+                )
+
+            while counted(after) < answered and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+                after = await asyncio.to_thread(stats.snapshot)
+            return after
+
         summaries = []
         for level in levels:
             measured = await run_level(send, level, window, mark, args.seed)
@@ -232,6 +251,8 @@ async def sweep(
                 send_lag_ms=measured.send_lag_ms,
             )
             (before, loops_before), (after, loops_after) = measured.marks
+            answered = sum(1 for sample in measured.samples if sample.error is None)
+            after = await settled(before, after, answered)
             fleet = server_stats.fleet_delta(before, after)
             summary.server = server_stats.summarize(server_stats.merge(fleet), args.op, models)
             if len(client.replicas.replicas) > 1:  # several replicas: the requests each one answered
