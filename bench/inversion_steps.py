@@ -17,7 +17,7 @@ from common import measure, record, save
 
 from diffusegae.data import AttributeDataset
 from diffusegae.engines.pipeline import load_pipeline
-from diffusegae.eval.edits import sample_groups
+from diffusegae.eval.edits import intended_values, sample_groups, swap_scores
 from diffusegae.eval.metrics import psnr, to_unit
 from diffusegae.eval.oracle import OracleSettings, load_or_train_oracle
 from diffusegae.images import to_model, to_uint8
@@ -50,13 +50,9 @@ def main() -> None:
         for k, name in enumerate(names):
             out = pipe.decode(x_T, codes[name], s_dec)
             exact.setdefault(name, out)
-            intended = source.values.copy()
-            intended[:, k] = reference.values[:, k]
             pred = oracle.predict(to_uint8(out))
-            others = [j for j in range(len(names)) if j != k]
             quality[name] = {
-                "took": float((pred[:, k] == intended[:, k]).mean()),
-                "kept": float((pred[:, others] == intended[:, others]).mean()),
+                **swap_scores(pred, intended_values(source, reference, k), k),
                 "psnr": None
                 if s_inv == counts[0]
                 else float(np.mean(psnr(to_unit(out), to_unit(exact[name])))),

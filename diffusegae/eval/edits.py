@@ -65,6 +65,20 @@ def sample_groups(dataset: AttributeDataset, n: int, size: int, seed: int) -> li
     return out
 
 
+def intended_values(source: HeldOut, reference: HeldOut, k: int) -> np.ndarray:
+    """int [n, A]: what swapping attribute k from the references into the sources should show."""
+    intended = source.values.copy()
+    intended[:, k] = reference.values[:, k]
+    return intended
+
+
+def swap_scores(predicted: np.ndarray, intended: np.ndarray, k: int) -> dict[str, float]:
+    """took (attribute k reads as intended) and kept (mean over the other attributes) of a swap of k."""
+    others = [j for j in range(intended.shape[1]) if j != k]
+    correct = predicted == intended
+    return {"took": float(correct[:, k].mean()), "kept": float(correct[:, others].mean())}
+
+
 def edit_accuracy(
     pipe: Pipeline,
     oracle: AttributeOracle,
@@ -92,8 +106,7 @@ def edit_accuracy(
     results: dict[str, Any] = {}
     for k, name in enumerate(names):
         start = time.perf_counter()
-        intended = source.values.copy()
-        intended[:, k] = reference.values[:, k]
+        intended = intended_values(source, reference, k)
         # the true edited image, for the diagnostics: rendered with the source's nuisance
         true_images = to_model(dataset.batch(intended, source.seeds))
         z_edit, out, z_true, from_true = [], [], [], []
@@ -107,8 +120,7 @@ def edit_accuracy(
         others = [j for j in range(len(names)) if j != k]
         true_took = oracle.predict(to_uint8(np.concatenate(from_true)))[:, k] == intended[:, k]
         results[name] = {
-            "took": float(correct[:, k].mean()),
-            "kept": float(correct[:, others].mean()),
+            **swap_scores(pred, intended, k),
             "kept_per_attribute": {names[j]: float(correct[:, j].mean()) for j in others},
             "all_correct": float(correct.all(axis=1).mean()),
             "unchanged": float((pred[:, k] == source.values[:, k]).mean()),
@@ -128,8 +140,7 @@ def code_errors(pipe: Pipeline, dataset: AttributeDataset, n: int, seed: int = 0
     z_src, z_ref = pipe.encode(to_model(source.images)), pipe.encode(to_model(reference.images))
     out: dict[str, float | None] = {}
     for k, name in enumerate(dataset.attribute_names):
-        intended = source.values.copy()
-        intended[:, k] = reference.values[:, k]
+        intended = intended_values(source, reference, k)
         z_true = pipe.encode(to_model(dataset.batch(intended, source.seeds)))
         out[name] = _relative_distance(pipe.swap_codes(z_src, z_ref, [name]), z_true, z_src)
     return out

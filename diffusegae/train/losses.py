@@ -122,14 +122,12 @@ def chunk_consistency_loss(codes: torch.Tensor, masks: torch.Tensor) -> torch.Te
         raise ValueError("the shared-chunk loss needs groups of at least two partners")
     centre = codes[:, 0]
     terms = []
-    for k in range(k_attrs):
-        sel = masks[k]
-
-        def gap(j: int, sel: torch.Tensor = sel) -> torch.Tensor:
-            return (centre[:, sel] - codes[:, 1 + j][:, sel]).abs().mean()
-
-        apart = torch.stack([gap(j) for j in range(k_attrs) if j != k]).mean()
-        terms.append(gap(k) / apart.clamp_min(1e-8))
+    for k, sel in enumerate(masks):
+        gaps = (
+            (centre[:, None, sel] - codes[:, 1:, sel]).abs().mean(dim=(0, 2))
+        )  # [K]: chunk k to each partner
+        apart = torch.cat([gaps[:k], gaps[k + 1 :]]).mean()
+        terms.append(gaps[k] / apart.clamp_min(1e-8))
     return torch.stack(terms).mean()
 
 

@@ -15,7 +15,7 @@ from one GroupSampler per run segment, seeded with (seed, stage, segment start s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -59,8 +59,8 @@ STAGES: dict[int, StageSpec] = {
     3: StageSpec(
         3, ("encoder", "unet", "gae"), "adam", lr=1e-5, batch_size=8, lambda_ss=0.5, lambda_ur=0.5, gamma=1.0
     ),
-    4: StageSpec(4, ("gae",), "adam", lr=4e-5, batch_size=32, lambda_ss=1.0, lambda_ur=0.5),
 }
+STAGES[4] = replace(STAGES[2], number=4)  # the GAE refit: stage 2's settings on stage 3's encoder
 
 
 def stage_spec(stage: int) -> StageSpec:
