@@ -33,6 +33,7 @@ from diffusegae.benchmark.results import (
     run_stamp,
     write_benchmarks,
 )
+from diffusegae.engines.pipeline import Speedups
 
 RUN = run_stamp()  # one invocation = one run: its rows form one table per section
 
@@ -118,3 +119,17 @@ def served_bench(url: str, out: Path, *flags: str, metrics_url: str | None = Non
     command += ["--op", "edit", "--out", str(out), "--warmup", "2", *flags]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "edit.json").read_text())["levels"][0]
+
+
+def speedups(mode: str) -> Speedups:
+    """A mode name as the benchmarks write it: "exact", or "reuse=2", "invert=10", "reuse=2+invert=10"."""
+    fields = {"reuse": "feature_reuse", "invert": "invert_steps"}
+    if mode == "exact":
+        return Speedups()
+    values = {}
+    for part in mode.split("+"):
+        key, _, value = part.partition("=")
+        if key not in fields or not value.isdigit():
+            raise SystemExit(f"unknown mode {part!r}: write exact, reuse=N, invert=N or both joined by '+'")
+        values[fields[key]] = int(value)
+    return Speedups(**values)

@@ -12,6 +12,7 @@ swap is a 100-d MLP, left out on both sides). Official: `model.encoder`, `ddim_r
 "ddimS")`, clip_denoised=True), eager. Ours: the pipeline on each engine. Timings are medians of
 interleaved repeats; the max |difference| of each output from the official one is recorded beside them.
     python bench/official.py --official /path/to/diffae[.git] [--batches 1,8] [--steps 20] [--repeats 3]
+                             [--modes reuse=2,reuse=2+invert=10]
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import record, save
+from common import record, save, speedups
 
 from diffusegae.diffae_import import import_diffae
-from diffusegae.engines.pipeline import load_pipeline
+from diffusegae.engines.pipeline import Pipeline, load_pipeline
 
 OFFICIAL_FILES = ("model", "diffusion", "choices.py", "config_base.py")
 IMAGE_SIZE = 64
@@ -112,8 +113,7 @@ def official_edit(model: torch.nn.Module, sampler, x: torch.Tensor) -> np.ndarra
 
 
 def our_edit(pipe, x: np.ndarray, steps: int) -> np.ndarray:
-    z_sem = pipe.encode(x)
-    return pipe.decode(pipe.invert(x, z_sem, steps), z_sem, steps)
+    return pipe.reconstruct(x, steps)  # encode → invert → decode, with the pipeline's speed-ups if any
 
 
 def main() -> None:
@@ -124,6 +124,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engines", default="torch,onnxruntime")
+    parser.add_argument(
+        "--modes",
+        default="",
+        help="opt-in lossy modes run on the last engine too, e.g. reuse=2+invert=10 (bench/speedups.py "
+        "measures their quality on the shipped checkpoint)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="diffusegae-official-"))
@@ -139,6 +145,9 @@ def main() -> None:
     engines = args.engines.split(",")
     options = {"onnxruntime": {"threads": args.threads}}  # torch: torch.set_num_threads above
     pipes = {name: load_pipeline(ours, engine=name, **options.get(name, {})) for name in engines}
+    fastest = pipes[engines[-1]].engine
+    for mode in filter(None, args.modes.split(",")):
+        pipes[f"{engines[-1]} {mode}"] = Pipeline(fastest, speedups=speedups(mode))
     records = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)

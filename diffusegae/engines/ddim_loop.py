@@ -12,7 +12,7 @@ batch. The step scheduler (engines/scheduler.py) advances a batch whose members 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,15 +80,16 @@ def advance(
     z_sem: np.ndarray,
     walks: Sequence[Trajectory],
     history: np.ndarray | None = None,
+    network: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One step of every sample given (one eps call) → (new x, history); each Trajectory moves on.
 
     `history` (the x0 of each sample's previous step) is needed only when a multistep sample is present;
-    it is updated in place on those rows."""
+    it is updated in place on those rows. `network(x, t, z_sem)`: what gives eps (default engine.eps)."""
     t, alpha_bar, target, came_from = (np.array(v) for v in zip(*(w.position() for w in walks), strict=True))
     ddim = np.array([w.order == 1 for w in walks])
     first = np.array([w.taken == 0 for w in walks])
-    eps = engine.eps(x, t.astype(np.int64), z_sem)
+    eps = (network or engine.eps)(x, t.astype(np.int64), z_sem)
     for w in walks:  # only once the network has answered: a failed call leaves every walk where it was
         w.taken += 1
     if ddim.all():
@@ -114,20 +115,61 @@ def run(
     steps: np.ndarray,
     inverse: bool,
     samplers: Sequence[str] | np.ndarray | None = None,
+    reuse: int = 1,
 ) -> np.ndarray:
     """Invert x0 → x_T (inverse=True, Diff-AE Eq. 7) or sample x_T → x0, each sample with steps[i] steps of
-    its sampler (samplers[i]: "ddim", the default, or "dpmpp2m")."""
+    its sampler (samplers[i]: "ddim", the default, or "dpmpp2m").
+
+    reuse (an opt-in, lossy): run the whole UNet only every `reuse`-th step and, in between, only its
+    outermost level on the deep feature of the last whole step (`FeatureReuse`); 1, the default, is exact."""
     steps = np.asarray(steps, dtype=np.int64)
     walks = trajectories(engine.config.diffusion, steps, inverse, sampler_orders(samplers, len(steps)))
     x = np.array(x, dtype=np.float32)  # a copy: finished samples are written in place
     multistep = any(w.order > 1 for w in walks)
     history = np.zeros_like(x) if multistep else None  # each multistep sample's last x0
+    cache = FeatureReuse(engine, reuse, len(x))
     while True:
         active = np.array([i for i, w in enumerate(walks) if not w.done], np.int64)
         if not len(active):
             return x
         rows = [walks[i] for i in active]
+        network = cache.network(active, rows[0].taken)
         if history is None:
-            x[active], _ = advance(engine, x[active], z_sem[active], rows)
+            x[active], _ = advance(engine, x[active], z_sem[active], rows, network=network)
         else:
-            x[active], history[active] = advance(engine, x[active], z_sem[active], rows, history[active])
+            x[active], history[active] = advance(
+                engine, x[active], z_sem[active], rows, history[active], network
+            )
+
+
+class FeatureReuse:
+    """Feature reuse across adjacent steps (training-free, in the style of DeepCache, Ma et al. 2024).
+
+    Every `every`-th step runs the whole UNet and keeps its deep feature (what the inner levels hand the
+    outermost one); the steps between run only the outermost level on it. A fixed batch steps in lockstep
+    (samples only finish, never join), so the choice is the same for every active sample of a step."""
+
+    def __init__(self, engine: Engine, every: int, batch: int) -> None:
+        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
+            raise ValueError(f"reuse must be a whole number of steps ≥ 1 (1: off), got {every!r}")
+        if every > 1 and not hasattr(engine, "eps_from_deep"):
+            raise ValueError(
+                f"feature reuse needs an engine with eps_and_deep / eps_from_deep, not {engine!r}"
+            )
+        self.engine, self.every, self.deep = engine, int(every), None
+        self.batch = batch
+
+    def network(self, active: np.ndarray, taken: int) -> Callable[..., np.ndarray] | None:
+        """What gives eps at this step for these rows: None (engine.eps) when reuse is off."""
+        if self.every == 1:
+            return None
+        if taken % self.every == 0:
+            return lambda x, t, z: self._whole(active, x, t, z)
+        return lambda x, t, z: self.engine.eps_from_deep(x, t, z, self.deep[active])
+
+    def _whole(self, active: np.ndarray, x: np.ndarray, t: np.ndarray, z: np.ndarray) -> np.ndarray:
+        eps, deep = self.engine.eps_and_deep(x, t, z)
+        if self.deep is None:
+            self.deep = np.zeros((self.batch, *deep.shape[1:]), np.float32)
+        self.deep[active] = deep
+        return eps

@@ -60,6 +60,8 @@ class OnnxRuntimeEngine:
         self.config = read_config(self.checkpoint_dir)
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else cache_dir(self.checkpoint_dir, precision)
         self.providers = resolve_providers(providers, ort.get_available_providers())
+        self._session_args = (threads, graph_optimization, spinning)
+        self.precision = precision
         session_options(threads, graph_optimization, spinning)  # bad options fail here, before any export
         self.paths = export_checkpoint(self.checkpoint_dir, onnx_dir, precision=precision)
         self.specs = {spec.name: spec for spec in specs.specs_for(self.config)}
@@ -79,8 +81,8 @@ class OnnxRuntimeEngine:
         }
         session = self.sessions[name]
         if not self.io_binding:
-            (out,) = session.run(list(spec.output_names), feeds)
-            return out
+            outs = session.run(list(spec.output_names), feeds)
+            return outs[0] if len(outs) == 1 else tuple(outs)
         import onnxruntime as ort
 
         device, device_id = self.io_device
@@ -91,14 +93,39 @@ class OnnxRuntimeEngine:
         for tensor_name in spec.output_names:
             binding.bind_output(tensor_name, device, device_id)
         session.run_with_iobinding(binding)
-        (out,) = binding.copy_outputs_to_cpu()
-        return out
+        outs = binding.copy_outputs_to_cpu()
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def encode(self, x0: np.ndarray) -> np.ndarray:
         return self._run(specs.ENCODER, x0)
 
     def eps(self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> np.ndarray:
         return self._run(specs.UNET, x_t, t, z_sem)
+
+    def eps_and_deep(
+        self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """eps and the UNet's deep feature (feature reuse's full step; its graphs load on first use)."""
+        self._load_reuse_graphs()
+        return self._run(specs.UNET_DEEP, x_t, t, z_sem)
+
+    def eps_from_deep(
+        self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray, deep: np.ndarray
+    ) -> np.ndarray:
+        """eps from the outermost level on an earlier step's deep feature (feature reuse's cheap step)."""
+        self._load_reuse_graphs()
+        return self._run(specs.UNET_SHALLOW, x_t, t, z_sem, deep)
+
+    def _load_reuse_graphs(self) -> None:
+        if specs.UNET_SHALLOW in self.sessions:
+            return
+        import onnxruntime as ort
+
+        paths = export_checkpoint(self.checkpoint_dir, precision=self.precision, feature_reuse=True)
+        for spec in specs.reuse_specs_for(self.config):
+            options = session_options(*self._session_args)
+            session = ort.InferenceSession(str(paths[spec.name]), options, providers=self.providers)
+            self.specs[spec.name], self.sessions[spec.name] = spec, session
 
     def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
         require_gae(self.config, "gae_encode")

@@ -7,7 +7,9 @@ the request checks are checks.py, both shared with the server's models.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,39 @@ from diffusegae.manipulate import Directions
 from diffusegae.paths import SHIPPED_CHECKPOINT
 
 
+@dataclass(frozen=True)
+class Speedups:
+    """The opt-in, lossy speed-ups, each off by default (BENCHMARKS.md gives each one's quality beside its
+    speed: `bench/official.py --modes`).
+
+    feature_reuse: run the whole UNet only every N-th DDIM step, the outermost level alone in between
+    (ddim_loop.FeatureReuse; 1: off). invert_steps: the inversion inside edit / reconstruct / interpolate
+    walks this many steps instead of the decoding's (None: the same)."""
+
+    feature_reuse: int = 1
+    invert_steps: int | None = None
+
+    def active(self) -> dict[str, int]:
+        """The modes switched on, by name: what a result says it was made with ({} for the exact path)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(Speedups, k)}
+
+
+EXACT = Speedups()  # no speed-up on: the default everywhere
+
+
 class Pipeline:
-    def __init__(self, engine: Engine, directions: Directions | None = None, sampler: str = "ddim") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        directions: Directions | None = None,
+        sampler: str = "ddim",
+        speedups: Speedups = EXACT,
+    ) -> None:
         self.engine = engine
+        self.speedups = speedups
+        if speedups.invert_steps is not None:
+            checks.step_count(speedups.invert_steps, engine.config.diffusion.num_timesteps)
+        ddim_loop.FeatureReuse(engine, speedups.feature_reuse, 0)  # refuses a bad value or engine now
         self.config: ModelConfig = engine.config
         self.directions = directions  # attribute directions for `manipulate` (imported Diff-AE classifiers)
         # what every op samples and inverts with when it names no sampler: "ddim" or "dpmpp2m"
@@ -66,7 +98,8 @@ class Pipeline:
         """Inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7 for DDIM), walking the timesteps upward."""
         x, z = self._images(x0), self._z_sem(z_sem)
         n = checks.same_batch(x0=x, z_sem=z)
-        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), True, self._samplers(sampler, n))
+        walks = (self._steps(steps, n), True, self._samplers(sampler, n))
+        return ddim_loop.run(self.engine, x, z, *walks, reuse=self.speedups.feature_reuse)
 
     def decode(
         self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str | None = None
@@ -74,7 +107,12 @@ class Pipeline:
         """Sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
         x, z = self._images(x_T, "x_T"), self._z_sem(z_sem)
         n = checks.same_batch(x_T=x, z_sem=z)
-        return ddim_loop.run(self.engine, x, z, self._steps(steps, n), False, self._samplers(sampler, n))
+        walks = (self._steps(steps, n), False, self._samplers(sampler, n))
+        return ddim_loop.run(self.engine, x, z, *walks, reuse=self.speedups.feature_reuse)
+
+    def _inversion(self, x0: np.ndarray, z_sem: np.ndarray, steps: int, sampler: str | None) -> np.ndarray:
+        """invert, inside the composite ops: with Speedups.invert_steps when set."""
+        return self.invert(x0, z_sem, self.speedups.invert_steps or steps, sampler)
 
     def _steps(self, steps: int, batch: int) -> np.ndarray:
         checks.step_count(steps, self.config.diffusion.num_timesteps)  # refuses bad counts, says why
@@ -92,7 +130,7 @@ class Pipeline:
     ) -> np.ndarray:
         """encode → invert → decode; with a seed, decode from random x_T instead of the inferred one."""
         z = self.encode(x0)
-        x_T = self.invert(x0, z, steps, sampler) if seed is None else self.noise(len(z), seed)
+        x_T = self._inversion(x0, z, steps, sampler) if seed is None else self.noise(len(z), seed)
         return self.decode(x_T, z, steps, sampler)
 
     def edit(
@@ -113,7 +151,7 @@ class Pipeline:
         reference = self._one_for_each(reference, source)
         n = len(source)
         z = self.engine.encode(np.concatenate([source, reference]))
-        x_T = self.invert(source, z[:n], steps, sampler)
+        x_T = self._inversion(source, z[:n], steps, sampler)
         return self.decode(x_T, self._swap_codes(z[:n], z[n:], names), steps, sampler)
 
     def swap_codes(self, z_source: np.ndarray, z_reference: np.ndarray, swap: Sequence[str]) -> np.ndarray:
@@ -173,7 +211,7 @@ class Pipeline:
             )
         names = self._attributes(attributes) if self.config.gae is not None else []
         z = self.engine.encode(np.concatenate([a, b]))
-        x_a, x_b = self.invert(a, z[:n], steps, sampler), self.invert(b, z[n:], steps, sampler)
+        x_a, x_b = self._inversion(a, z[:n], steps, sampler), self._inversion(b, z[n:], steps, sampler)
         x_T = latents.interpolate_noise(x_a, x_b, alpha)
         if self.config.gae is None:
             return self.decode(x_T, latents.interpolate(z[:n], z[n:], alpha), steps, sampler)
@@ -199,7 +237,11 @@ class Pipeline:
 
 
 def load_pipeline(
-    checkpoint: str | Path | None = None, engine: str = "torch", device: str | None = None, **options
+    checkpoint: str | Path | None = None,
+    engine: str = "torch",
+    device: str | None = None,
+    speedups: Speedups = EXACT,
+    **options,
 ) -> Pipeline:
     """A pipeline over a checkpoint directory (default: the shipped checkpoint) on the named engine.
 
@@ -208,7 +250,7 @@ def load_pipeline(
     machines). `options` go to the engine: threads, providers, graph_optimization, io_binding (onnxruntime);
     precision, workspace_gb (tensorrt); dtype, compile, cuda_graphs (torch). device: each engine's own
     default when None (torch: cpu; onnxruntime: the installed providers; tensorrt: cuda:0). Engines are
-    looked up by name in engines/registry.py.
+    looked up by name in engines/registry.py. speedups: the opt-in lossy modes (default: none, exact).
     """
     from diffusegae.checkpoint import load_directions
 
@@ -219,4 +261,4 @@ def load_pipeline(
             f"the default checkpoint {path} is missing: pass a checkpoint directory, or train one with "
             "`python -m diffusegae.train --checkpoint DIR --preset tiny32 --stage 1`"
         )
-    return Pipeline(load_engine(engine, path, device, **options), load_directions(path))
+    return Pipeline(load_engine(engine, path, device, **options), load_directions(path), speedups=speedups)

@@ -64,21 +64,33 @@ class TorchEngine:
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture.
         return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=False)
 
-    def _run(self, fn: Callable[..., torch.Tensor], *arrays: np.ndarray) -> np.ndarray:
+    def _run(self, fn: Callable[..., Any], *arrays: np.ndarray) -> Any:
+        """fn on the arrays as tensors; its tensor (or tuple of tensors) back as float32 numpy."""
         with torch.inference_mode(), self._autocast():
             tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
-            return fn(*tensors).float().cpu().numpy()
+            out = fn(*tensors)
+            if isinstance(out, tuple):
+                return tuple(o.float().cpu().numpy() for o in out)
+            return out.float().cpu().numpy()
 
     def encode(self, x0: np.ndarray) -> np.ndarray:
         return self._run(self._encoder, x0.astype(np.float32, copy=False))
 
     def eps(self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> np.ndarray:
-        return self._run(
-            self._unet,
-            x_t.astype(np.float32, copy=False),
-            t.astype(np.int64, copy=False),
-            z_sem.astype(np.float32, copy=False),
-        )
+        return self._run(self._unet, *_unet_inputs(x_t, t, z_sem))
+
+    def eps_and_deep(
+        self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """eps and the UNet's deep feature (feature reuse's full step; eager, whatever `compile` says)."""
+        return self._run(self.model.unet.eps_and_deep, *_unet_inputs(x_t, t, z_sem))
+
+    def eps_from_deep(
+        self, x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray, deep: np.ndarray
+    ) -> np.ndarray:
+        """eps from the outermost level on an earlier step's deep feature (feature reuse's cheap step)."""
+        inputs = (*_unet_inputs(x_t, t, z_sem), deep.astype(np.float32, copy=False))
+        return self._run(self.model.unet.eps_from_deep, *inputs)
 
     def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
         require_gae(self.config, "gae_encode")
@@ -108,6 +120,14 @@ class TorchEngine:
                 calls[spec.name](*(inputs[name] for name in spec.input_names))  # .cpu() inside synchronizes
                 seconds[spec.name][batch] = time.perf_counter() - start
         return seconds
+
+
+def _unet_inputs(x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> tuple[np.ndarray, ...]:
+    return (
+        x_t.astype(np.float32, copy=False),
+        t.astype(np.int64, copy=False),
+        z_sem.astype(np.float32, copy=False),
+    )
 
 
 def check_options(device: torch.device, dtype: torch.dtype | str | None, cuda_graphs: bool) -> torch.dtype:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffusegae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config
 from diffusegae.export.cache import canonical, read_manifest, sha256, write_manifest
-from diffusegae.export.specs import BATCH, ExportSpec, specs_for
+from diffusegae.export.specs import BATCH, ExportSpec, reuse_specs_for, specs_for
 from diffusegae.fileio import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ONNX_DIR = "onnx"  # default cache folder inside the checkpoint (git-ignored by the `*.onnx` rule)
 ONNX_FUSED_DIR = "onnx-fused"  # the same for fused_adagn=True exports
+ONNX_REUSE_DIR = "onnx-reuse"  # the split UNet graphs of feature reuse
 PRECISIONS = ("fp32", "fp16")
 OPSETS = range(14, 21)  # ≥ 14: attention's symbolic; ≤ 20: the TorchScript exporter's last opset
 # Trace at batch 2, not 1: at batch 1 size-1 broadcasting can hide a shape that wrongly ignores the batch.
@@ -65,17 +66,20 @@ def export_checkpoint(
     opset: int = 17,
     precision: str = "fp32",
     fused_adagn: bool = False,
+    feature_reuse: bool = False,
 ) -> dict[str, Path]:
     """Export every component of a checkpoint to `<out_dir>/<name>.onnx` (default `<checkpoint>/onnx/`).
 
     Returns {component name: path}. Up-to-date files are left untouched; the model is loaded only when
     something has to be rebuilt. fused_adagn: one custom `diffusegae::AdaGN` node per AdaGN (TensorRT
-    with the AdaGN plugin only; default folder `<checkpoint>/onnx-fused/`).
+    with the AdaGN plugin only; default folder `<checkpoint>/onnx-fused/`). feature_reuse: the two split
+    UNet graphs of feature reuse instead (`specs.reuse_specs_for`; default folder `<checkpoint>/onnx-reuse/`).
     """
     _check_options(opset, precision)
     checkpoint_dir = Path(checkpoint_dir)
     config = read_config(checkpoint_dir)
-    out = Path(out_dir) if out_dir is not None else cache_dir(checkpoint_dir, precision, fused_adagn)
+    default = cache_dir(checkpoint_dir, precision, fused_adagn, feature_reuse)
+    out = Path(out_dir) if out_dir is not None else default
     out.mkdir(parents=True, exist_ok=True)
     ignore = out / ".gitignore"
     if out_dir is None and not ignore.exists():
@@ -87,7 +91,7 @@ def export_checkpoint(
     entries: dict[str, Any] = read_manifest(out)
     model: DiffusionAutoencoder | None = None
     paths: dict[str, Path] = {}
-    for spec in specs_for(config):
+    for spec in reuse_specs_for(config) if feature_reuse else specs_for(config):
         path = out / f"{spec.name}.onnx"
         key = {**common, "spec": sha256(spec.fingerprint().encode())}
         entry = entries.get(spec.name)
@@ -108,9 +112,14 @@ def export_checkpoint(
     return paths
 
 
-def cache_dir(checkpoint_dir: str | Path, precision: str = "fp32", fused_adagn: bool = False) -> Path:
-    """The default folder of an export: `onnx/`, `onnx-fused/`, and `-fp16` after either for fp16."""
-    name = ONNX_FUSED_DIR if fused_adagn else ONNX_DIR
+def cache_dir(
+    checkpoint_dir: str | Path,
+    precision: str = "fp32",
+    fused_adagn: bool = False,
+    feature_reuse: bool = False,
+) -> Path:
+    """The default folder of an export: `onnx/`, `onnx-fused/`, `onnx-reuse/`, and `-fp16` after any."""
+    name = ONNX_FUSED_DIR if fused_adagn else ONNX_REUSE_DIR if feature_reuse else ONNX_DIR
     return Path(checkpoint_dir) / (name if precision == "fp32" else f"{name}-{precision}")
 
 

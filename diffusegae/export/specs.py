@@ -29,6 +29,9 @@ ENCODER = "encoder"
 GAE_ENCODE = "gae_encode"
 GAE_DECODE = "gae_decode"
 UNET = "unet"
+# Feature reuse (an opt-in): the UNet split where the outermost level meets the inner ones.
+UNET_DEEP = "unet_deep"
+UNET_SHALLOW = "unet_shallow"
 
 # Tensor names. Each is written here once; a name may appear in several components (z_sem is the encoder's
 # output and the UNet's and GAE encoder's input) because tensor names are per model.
@@ -38,6 +41,7 @@ TIMESTEP = "t"
 Z_SEM = "z_sem"
 Z_DIS = "z_dis"
 EPS = "eps"
+DEEP = "deep"
 
 WRAPPERS_MODULE = "diffusegae.export.wrappers"
 
@@ -154,6 +158,24 @@ def specs_for(config: ModelConfig) -> list[ExportSpec]:
         )
     )
     return specs
+
+
+def reuse_specs_for(config: ModelConfig) -> list[ExportSpec]:
+    """The two UNet graphs of feature reuse: the whole UNet, also returning its deep feature, and the
+    outermost level alone on a given deep feature (`UNet.eps_and_deep`, `UNet.eps_from_deep`)."""
+    (unet,) = (spec for spec in specs_for(config) if spec.name == UNET)
+    mult = config.unet.channel_mult
+    s = config.image_size
+    # what the inner levels hand the outermost one: level 1's channels, upsampled to full resolution
+    deep = TensorSpec(
+        DEEP, "float32", (BATCH, mult[min(1, len(mult) - 1)] * config.unet.model_channels, s, s)
+    )
+    return [
+        dataclasses.replace(unet, name=UNET_DEEP, outputs=(*unet.outputs, deep), wrapper="UNetDeepWrapper"),
+        dataclasses.replace(
+            unet, name=UNET_SHALLOW, inputs=(*unet.inputs, deep), wrapper="UNetShallowWrapper"
+        ),
+    ]
 
 
 def spec_by_name(config: ModelConfig, name: str) -> ExportSpec:

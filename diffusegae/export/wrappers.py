@@ -62,6 +62,22 @@ class UNetWrapper(nn.Module):
         return self.unet(x_t, t, z_sem)
 
 
+class UNetDeepWrapper(UNetWrapper):
+    """x_t, t, z_sem → eps and the deep feature (feature reuse's full step)."""
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.unet.eps_and_deep(x_t, t, z_sem)
+
+
+class UNetShallowWrapper(UNetWrapper):
+    """x_t, t, z_sem and a deep feature → eps from the outermost level (feature reuse's cheap step)."""
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor, deep: torch.Tensor
+    ) -> torch.Tensor:
+        return self.unet.eps_from_deep(x_t, t, z_sem, deep)
+
+
 class HalfPrecision(nn.Module):
     """A half-precision copy of a wrapper behind float32 inputs and outputs (the fp16 export).
 

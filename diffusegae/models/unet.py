@@ -105,13 +105,44 @@ class UNet(nn.Module):
         """Predict eps from x_t [B,3,H,W], integer timesteps t [B] (0..999) and z_sem [B,512].
 
         The network's own output is in the checkpoint's parameterisation; `to_eps` converts it."""
+        return self._forward(x_t, t, cond)[0]
+
+    @property
+    def outer_blocks(self) -> int:
+        """How many input (and output) blocks the outermost level has: the stem and its ResBlocks on the
+        way down, its ResBlocks on the way up. Feature reuse recomputes only these."""
+        return self.cfg.num_res_blocks + 1
+
+    def eps_and_deep(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """eps and the deep feature: what the inner levels hand the outermost level on the way up."""
+        return self._forward(x_t, t, cond)
+
+    def eps_from_deep(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, deep: torch.Tensor
+    ) -> torch.Tensor:
+        """eps from the outermost level only, on a deep feature of an earlier, adjacent step (DeepCache,
+        Ma et al. 2024: the inner levels' output changes slowly across adjacent steps)."""
+        return self._forward(x_t, t, cond, reuse=deep)[0]
+
+    def _forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, reuse: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.time_embed(t)
+        down = self.input_blocks if reuse is None else self.input_blocks[: self.outer_blocks]
         h = x_t
         laterals = []
-        for block in self.input_blocks:
+        for block in down:
             h = block(h, emb, cond)
             laterals.append(h)
-        h = self.middle_block(h, emb, cond)
-        for block in self.output_blocks:
+        cut = len(self.output_blocks) - self.outer_blocks
+        if reuse is None:
+            h = self.middle_block(h, emb, cond)
+            for block in self.output_blocks[:cut]:
+                h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
+        deep = h if reuse is None else reuse
+        h = deep
+        for block in self.output_blocks[cut:]:
             h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
-        return self.to_eps(self.out(h), x_t, t)
+        return self.to_eps(self.out(h), x_t, t), deep

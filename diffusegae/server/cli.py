@@ -39,6 +39,20 @@ def add_build_repo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_loop_batching(parser)
     parser.add_argument(
+        "--feature-reuse",
+        type=int,
+        default=1,
+        metavar="N",
+        help="opt-in, lossy: invert / decode run the whole UNet every N-th step only (default 1: off)",
+    )
+    parser.add_argument(
+        "--invert-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="opt-in, lossy: the inversion walks N steps whatever a request asks (default: as asked)",
+    )
+    parser.add_argument(
         "--deploy",
         metavar="DIR",
         default=None,
@@ -57,6 +71,7 @@ def add_loop_batching(parser: argparse.ArgumentParser) -> None:
 
 
 def run_build_repo(args: argparse.Namespace) -> int:
+    from diffusegae.engines.pipeline import Speedups
     from diffusegae.server.repository import build_repository
 
     out = build_repository(
@@ -67,6 +82,7 @@ def run_build_repo(args: argparse.Namespace) -> int:
         threads=args.threads,
         loop_engine=args.loop_engine,
         loop_batching=args.loop_batching,
+        speedups=Speedups(args.feature_reuse, args.invert_steps),
     )
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"{out}: {len(models)} models ({', '.join(models)})")

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from diffusegae.checkpoint import load_directions, read_config
+from diffusegae.engines.pipeline import EXACT, Speedups
 from diffusegae.engines.registry import DEFAULT_LOOP_ENGINE, LOOP_ENGINES
 from diffusegae.server.graph import ensembles
 from diffusegae.server.pbtxt import HEADER, config_text
@@ -31,6 +32,8 @@ from diffusegae.server.specs import (
     PARAM_CHECKPOINT,
     PARAM_DIRECTIONS,
     PARAM_ENGINE,
+    PARAM_FEATURE_REUSE,
+    PARAM_INVERT_STEPS,
     PARAM_MODEL_CONFIG,
     PARAM_THREADS,
     PYTHON,
@@ -63,6 +66,15 @@ NGC_HINT = (
 )
 
 
+def _speedup_params(speedups: Speedups, model: str) -> dict[str, str]:
+    """The loop parameters of the speed-ups that are on (invert_steps only for invert)."""
+    names = {"feature_reuse": PARAM_FEATURE_REUSE, "invert_steps": PARAM_INVERT_STEPS}
+    active = speedups.active()
+    if model != INVERT:
+        active.pop("invert_steps", None)
+    return {names[k]: str(v) for k, v in active.items()}
+
+
 def build_repository(
     checkpoint_dir: str | Path,
     out_dir: str | Path,
@@ -72,6 +84,7 @@ def build_repository(
     threads: int = 1,
     loop_engine: str | None = None,
     loop_batching: str = "request",
+    speedups: Speedups = EXACT,
 ) -> Path:
     """Write (or refresh) the repository for `checkpoint_dir` into `out_dir`; returns out_dir.
 
@@ -80,8 +93,9 @@ def build_repository(
     intra-op threads per model process. loop_engine: where the loop models run eps, "onnxruntime"
     (in-process) or "bls" (calls to the `unet` model); default in-process for python-ort leaves, else BLS.
     loop_batching: "request" (the dynamic batcher's batch runs its whole loop) or "step" (the loop models'
-    step scheduler: requests join and leave the running batch at every step). Models this checkpoint no
-    longer has are removed.
+    step scheduler: requests join and leave the running batch at every step). speedups: the opt-in lossy
+    modes of the loop models (off by default; each one on is a parameter of invert / decode, so the served
+    model config names it). Models this checkpoint no longer has are removed.
     """
     if leaf_backend not in LEAF_BACKENDS:
         raise ValueError(f"unknown leaf backend {leaf_backend!r}; choose from {', '.join(LEAF_BACKENDS)}")
@@ -130,6 +144,7 @@ def build_repository(
             _write(version / ENSEMBLE_MARKER, "ensemble: Triton needs this version folder to exist\n")
         elif spec.backend == PYTHON:
             loop = {PARAM_ENGINE: loop_engine, PARAM_BATCHING: loop_batching}
+            loop |= _speedup_params(speedups, spec.name)
             params = {**parameters, **(loop if spec.name in (INVERT, DECODE) else {})}
             _write(version / MODEL_FILES[PYTHON], SHIM.format(module=spec.module))
         elif spec.backend == ONNXRUNTIME:

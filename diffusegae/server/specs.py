@@ -84,6 +84,10 @@ PARAM_MAX_WAITING = "max_waiting"
 # invert: MiB of inversions kept (engines/xt_cache.py; 0 turns it off) so a source edited again skips its loop
 PARAM_XT_CACHE_MB = "xt_cache_mb"
 DEFAULT_XT_CACHE_MB = 64.0
+# the opt-in lossy speed-ups (engines.pipeline.Speedups), written only when on: invert and decode run the
+# whole UNet every N-th step (request batching only); invert walks this many steps whatever `steps` says
+PARAM_FEATURE_REUSE = "feature_reuse"
+PARAM_INVERT_STEPS = "invert_steps"
 # The checkpoint's direction names as JSON (only when it has some): prepare checks requests against them.
 PARAM_DIRECTIONS = "directions"
 

@@ -19,17 +19,7 @@ from ..conftest import randomize
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ort_cache(tmp_path_factory):
-    """onnxruntime writes a cache under $XDG_CACHE_HOME when first imported (at the first engine here)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_model):
-    return save_checkpoint(tiny_model, tmp_path_factory.mktemp("tiny32"))
+pytestmark = pytest.mark.usefixtures("ort_cache")
 
 
 @pytest.fixture(scope="module")

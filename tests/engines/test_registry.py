@@ -13,12 +13,7 @@ from diffusegae.engines.registry import ENGINES, LOOP_ENGINES, import_string, lo
 
 from ..server import fake_pb_utils
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ort_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("ort_cache")
 
 
 @pytest.mark.parametrize("name", list(ENGINES))

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
+from diffusegae.engines import Pipeline, Speedups
 from diffusegae.images import to_model
 from diffusegae.server.repository import build_repository
 from diffusegae.server.specs import ATTRIBUTES, SEED, STEPS, named, pair
@@ -56,6 +57,7 @@ def load(repository):
             )
             return model
 
+        load.repository = repository
         yield load
 
 
@@ -96,6 +98,33 @@ def test_invert_batch_mixes_step_counts_and_rejects_only_the_bad_requests(load, 
     assert "contains NaN or infinity (row 0)" in _error(responses[3])
     assert "steps must be in 1..1000, got 0" in _error(responses[4])
     assert "input 'steps' is missing" in _error(responses[5])
+
+
+def test_loop_models_run_the_speedups_their_config_names(load, pipeline, checkpoint, tmp_path):
+    fast = Speedups(feature_reuse=2, invert_steps=3)
+    repo = build_repository(checkpoint, tmp_path, speedups=fast)
+    params = {name: _params(repo, name) for name in ("invert", "decode", "unet")}
+    assert params["invert"]["feature_reuse"] == "2" and params["invert"]["invert_steps"] == "3"
+    assert params["decode"]["feature_reuse"] == "2" and "invert_steps" not in params["decode"]
+    assert "feature_reuse" not in params["unet"] and "feature_reuse" not in _params(load.repository, "invert")
+    x0 = to_model(dataset_images(2, seed=3))
+    z = pipeline.encode(x0)
+    reused = Pipeline(pipeline.engine, speedups=fast)
+    invert = load("invert", (repo / "invert" / "config.pbtxt").read_text())
+    (response,) = invert.execute([pb.request(x0=x0, z_sem=z, steps=_steps(2, 6))])  # asks 6, walks 3
+    x_t = _output(response, "x_t")
+    np.testing.assert_allclose(x_t, reused.invert(x0, z, 3), atol=1e-5)
+    decode = load("decode", (repo / "decode" / "config.pbtxt").read_text())
+    (response,) = decode.execute([pb.request(x_t=x_t, z_sem=z, steps=_steps(2, 6))])
+    np.testing.assert_allclose(_output(response, "x0"), reused.decode(x_t, z, 6), atol=1e-5)
+    (response,) = invert.execute([pb.request(x0=x0[:1], z_sem=z[:1], steps=_steps(1, 700))])
+    assert "use 500 or 1000 instead" in _error(response)  # what was asked is still checked
+
+
+def _params(repo, name: str) -> dict[str, str]:
+    text = (repo / name / "config.pbtxt").read_text()
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    return {k: v.string_value for k, v in config.parameters.items()}
 
 
 def test_decode_rejects_a_wrong_width(load, pipeline):

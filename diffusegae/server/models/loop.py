@@ -45,6 +45,8 @@ from diffusegae.server.specs import (
     PARAM_BATCHING,
     PARAM_DEADLINE,
     PARAM_ENGINE,
+    PARAM_FEATURE_REUSE,
+    PARAM_INVERT_STEPS,
     PARAM_MAX_ACTIVE,
     PARAM_MAX_WAITING,
     PARAM_XT_CACHE_MB,
@@ -64,6 +66,12 @@ class TritonPythonModel(BatchedModel):
         self.batching = self.parameters.get(PARAM_BATCHING, LOOP_BATCHING[0])
         if self.batching not in LOOP_BATCHING:
             raise ValueError(f"{self.name}: unknown batching {self.batching!r}; choose from {LOOP_BATCHING}")
+        self.reuse = int(self.parameters.get(PARAM_FEATURE_REUSE, 1))
+        ddim_loop.FeatureReuse(self.engine, self.reuse, 0)  # a bad value or an engine without it fails here
+        if self.reuse > 1 and self.batching == "step":
+            raise ValueError(f"{self.name}: feature reuse needs request batching (samples step in lockstep)")
+        invert_steps = self.parameters.get(PARAM_INVERT_STEPS) if self.inverse else None
+        self.invert_steps = None if invert_steps is None else int(invert_steps)
         if self.batching == "step":
             self.deadline_s = float(self.parameters.get(PARAM_DEADLINE, DEFAULT_DEADLINE_S))
             metrics = SchedulerMetrics(self.name)
@@ -95,7 +103,7 @@ class TritonPythonModel(BatchedModel):
         return {
             self.source: checks.finite(self.source, inputs[self.source]),
             Z_SEM: checks.finite(Z_SEM, inputs[Z_SEM]),
-            STEPS: checks.steps(inputs[STEPS], self.config.diffusion.num_timesteps),
+            STEPS: self._steps(checks.steps(inputs[STEPS], self.config.diffusion.num_timesteps)),
             SAMPLER: np.array(names, dtype=object),  # every request has one, so requests stack
         }
 
@@ -166,9 +174,19 @@ class TritonPythonModel(BatchedModel):
                 found[i] = x
         return {self.output: np.stack(found)}
 
+    def _steps(self, asked: np.ndarray) -> np.ndarray:
+        """The steps a request asked for, or the fewer inversion steps of the invert_steps opt-in."""
+        return asked if self.invert_steps is None else np.full_like(asked, self.invert_steps)
+
     def _loop(self, batch: Arrays) -> np.ndarray:
         return ddim_loop.run(
-            self.engine, batch[self.source], batch[Z_SEM], batch[STEPS], self.inverse, list(batch[SAMPLER])
+            self.engine,
+            batch[self.source],
+            batch[Z_SEM],
+            batch[STEPS],
+            self.inverse,
+            list(batch[SAMPLER]),
+            reuse=self.reuse,
         )
 
     def _cached(self, inputs: Arrays) -> tuple[list[str], list[np.ndarray | None]]:
