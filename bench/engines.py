@@ -43,10 +43,11 @@ def ops_for(pipe: Pipeline, batch: int, steps: int) -> dict[str, Callable[[], ob
     x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, s, s)).astype(np.float32)
     z = np.random.default_rng(batch).standard_normal((batch, 512)).astype(np.float32)
     t = np.full(batch, 500, np.int64)
-    return {
-        "unet call": lambda: pipe.engine.eps(x, t, z),
-        f"edit S={steps}": lambda: pipe.edit(x, x[:1], swap=["background"], steps=steps),
-    }
+    if pipe.config.gae is None:  # a plain Diff-AE: the edit's work without the GAE's swap
+        edit = lambda: pipe.reconstruct(x, steps)  # noqa: E731
+    else:
+        edit = lambda: pipe.edit(x, x[:1], swap=["background"], steps=steps)  # noqa: E731
+    return {"unet call": lambda: pipe.engine.eps(x, t, z), f"edit S={steps}": edit}
 
 
 def main() -> None:
