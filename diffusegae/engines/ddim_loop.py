@@ -142,6 +142,14 @@ def run(
             )
 
 
+def check_reuse(engine: Engine, every: int) -> None:
+    """Refuse a reuse interval that is not a whole number ≥ 1, or reuse on an engine without the split."""
+    if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
+        raise ValueError(f"reuse must be a whole number of steps ≥ 1 (1: off), got {every!r}")
+    if every > 1 and not hasattr(engine, "eps_from_deep"):
+        raise ValueError(f"feature reuse needs an engine with eps_and_deep / eps_from_deep, not {engine!r}")
+
+
 class FeatureReuse:
     """Feature reuse across adjacent steps (training-free, in the style of DeepCache, Ma et al. 2024).
 
@@ -150,14 +158,9 @@ class FeatureReuse:
     (samples only finish, never join), so the choice is the same for every active sample of a step."""
 
     def __init__(self, engine: Engine, every: int, batch: int) -> None:
-        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
-            raise ValueError(f"reuse must be a whole number of steps ≥ 1 (1: off), got {every!r}")
-        if every > 1 and not hasattr(engine, "eps_from_deep"):
-            raise ValueError(
-                f"feature reuse needs an engine with eps_and_deep / eps_from_deep, not {engine!r}"
-            )
-        self.engine, self.every, self.deep = engine, int(every), None
-        self.batch = batch
+        check_reuse(engine, every)
+        self.engine, self.every, self.batch = engine, int(every), batch
+        self.deep: np.ndarray | None = None  # each sample's deep feature from its last whole step
 
     def network(self, active: np.ndarray, taken: int) -> Callable[..., np.ndarray] | None:
         """What gives eps at this step for these rows: None (engine.eps) when reuse is off."""

@@ -60,19 +60,22 @@ class OnnxRuntimeEngine:
         self.config = read_config(self.checkpoint_dir)
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else cache_dir(self.checkpoint_dir, precision)
         self.providers = resolve_providers(providers, ort.get_available_providers())
-        self._session_args = (threads, graph_optimization, spinning)
         self.precision = precision
-        session_options(threads, graph_optimization, spinning)  # bad options fail here, before any export
+        self._options = (threads, graph_optimization, spinning)
+        session_options(*self._options)  # bad options fail here, before any export
         self.paths = export_checkpoint(self.checkpoint_dir, onnx_dir, precision=precision)
         self.specs = {spec.name: spec for spec in specs.specs_for(self.config)}
-        self.sessions: dict[str, Any] = {}
-        for name, path in self.paths.items():
-            options = session_options(threads, graph_optimization, spinning)  # one each: paths differ
-            if save_optimized:
-                options.optimized_model_filepath = str(path.with_suffix(f".{graph_optimization}.opt.onnx"))
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
+        self.sessions = {name: self._session(path, save_optimized) for name, path in self.paths.items()}
         self.io_device = binding_device(self.providers)
         self.io_binding = self.io_device[0] != "cpu" if io_binding is None else bool(io_binding)
+
+    def _session(self, path: Path, save_optimized: bool = False) -> Any:
+        import onnxruntime as ort
+
+        options = session_options(*self._options)  # one each: the optimised-graph path differs
+        if save_optimized:
+            options.optimized_model_filepath = str(path.with_suffix(f".{self._options[1]}.opt.onnx"))
+        return ort.InferenceSession(str(path), options, providers=self.providers)
 
     def _run(self, name: str, *arrays: np.ndarray) -> np.ndarray:
         spec = self.specs[name]
@@ -119,13 +122,9 @@ class OnnxRuntimeEngine:
     def _load_reuse_graphs(self) -> None:
         if specs.UNET_SHALLOW in self.sessions:
             return
-        import onnxruntime as ort
-
         paths = export_checkpoint(self.checkpoint_dir, precision=self.precision, feature_reuse=True)
         for spec in specs.reuse_specs_for(self.config):
-            options = session_options(*self._session_args)
-            session = ort.InferenceSession(str(paths[spec.name]), options, providers=self.providers)
-            self.specs[spec.name], self.sessions[spec.name] = spec, session
+            self.specs[spec.name], self.sessions[spec.name] = spec, self._session(paths[spec.name])
 
     def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
         require_gae(self.config, "gae_encode")

@@ -35,6 +35,12 @@ class Speedups:
     feature_reuse: int = 1
     invert_steps: int | None = None
 
+    def check(self, engine: Engine) -> None:
+        """Refuse values the engine cannot run, saying why (in-process and served alike)."""
+        ddim_loop.check_reuse(engine, self.feature_reuse)
+        if self.invert_steps is not None:
+            checks.step_count(self.invert_steps, engine.config.diffusion.num_timesteps)
+
     def active(self) -> dict[str, int]:
         """The modes switched on, by name: what a result says it was made with ({} for the exact path)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(Speedups, k)}
@@ -52,10 +58,8 @@ class Pipeline:
         speedups: Speedups = EXACT,
     ) -> None:
         self.engine = engine
+        speedups.check(engine)
         self.speedups = speedups
-        if speedups.invert_steps is not None:
-            checks.step_count(speedups.invert_steps, engine.config.diffusion.num_timesteps)
-        ddim_loop.FeatureReuse(engine, speedups.feature_reuse, 0)  # refuses a bad value or engine now
         self.config: ModelConfig = engine.config
         self.directions = directions  # attribute directions for `manipulate` (imported Diff-AE classifiers)
         # what every op samples and inverts with when it names no sampler: "ddim" or "dpmpp2m"
@@ -97,17 +101,22 @@ class Pipeline:
     ) -> np.ndarray:
         """Inversion x0 → x_T conditioned on z_sem (Diff-AE Eq. 7 for DDIM), walking the timesteps upward."""
         x, z = self._images(x0), self._z_sem(z_sem)
-        n = checks.same_batch(x0=x, z_sem=z)
-        walks = (self._steps(steps, n), True, self._samplers(sampler, n))
-        return ddim_loop.run(self.engine, x, z, *walks, reuse=self.speedups.feature_reuse)
+        checks.same_batch(x0=x, z_sem=z)
+        return self._loop(x, z, steps, True, sampler)
 
     def decode(
         self, x_T: np.ndarray, z_sem: np.ndarray, steps: int = 20, sampler: str | None = None
     ) -> np.ndarray:
         """Sampling x_T → x0 conditioned on z_sem, walking the timesteps downward."""
         x, z = self._images(x_T, "x_T"), self._z_sem(z_sem)
-        n = checks.same_batch(x_T=x, z_sem=z)
-        walks = (self._steps(steps, n), False, self._samplers(sampler, n))
+        checks.same_batch(x_T=x, z_sem=z)
+        return self._loop(x, z, steps, False, sampler)
+
+    def _loop(
+        self, x: np.ndarray, z: np.ndarray, steps: int, inverse: bool, sampler: str | None
+    ) -> np.ndarray:
+        n = len(x)
+        walks = (self._steps(steps, n), inverse, self._samplers(sampler, n))
         return ddim_loop.run(self.engine, x, z, *walks, reuse=self.speedups.feature_reuse)
 
     def _inversion(self, x0: np.ndarray, z_sem: np.ndarray, steps: int, sampler: str | None) -> np.ndarray:

@@ -141,8 +141,9 @@ class UNet(nn.Module):
             h = self.middle_block(h, emb, cond)
             for block in self.output_blocks[:cut]:
                 h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
-        deep = h if reuse is None else reuse
-        h = deep
+        else:
+            h = reuse
+        deep = h
         for block in self.output_blocks[cut:]:
             h = block(torch.cat([h, laterals.pop()], dim=1), emb, cond)
         return self.to_eps(self.out(h), x_t, t), deep

@@ -57,7 +57,6 @@ def load(repository):
             )
             return model
 
-        load.repository = repository
         yield load
 
 
@@ -100,13 +99,13 @@ def test_invert_batch_mixes_step_counts_and_rejects_only_the_bad_requests(load, 
     assert "input 'steps' is missing" in _error(responses[5])
 
 
-def test_loop_models_run_the_speedups_their_config_names(load, pipeline, checkpoint, tmp_path):
+def test_loop_models_run_the_speedups_their_config_names(load, pipeline, checkpoint, repository, tmp_path):
     fast = Speedups(feature_reuse=2, invert_steps=3)
     repo = build_repository(checkpoint, tmp_path, speedups=fast)
     params = {name: _params(repo, name) for name in ("invert", "decode", "unet")}
     assert params["invert"]["feature_reuse"] == "2" and params["invert"]["invert_steps"] == "3"
     assert params["decode"]["feature_reuse"] == "2" and "invert_steps" not in params["decode"]
-    assert "feature_reuse" not in params["unet"] and "feature_reuse" not in _params(load.repository, "invert")
+    assert "feature_reuse" not in params["unet"] and "feature_reuse" not in _params(repository, "invert")
     x0 = to_model(dataset_images(2, seed=3))
     z = pipeline.encode(x0)
     reused = Pipeline(pipeline.engine, speedups=fast)

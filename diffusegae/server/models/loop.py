@@ -23,6 +23,7 @@ import triton_python_backend_utils as pb_utils
 
 from diffusegae import checks
 from diffusegae.engines import ddim_loop
+from diffusegae.engines.pipeline import Speedups
 from diffusegae.engines.registry import DEFAULT_LOOP_ENGINE, LOOP_ENGINES, lookup
 from diffusegae.engines.scheduler import (
     DEFAULT_MAX_WAITING,
@@ -66,12 +67,15 @@ class TritonPythonModel(BatchedModel):
         self.batching = self.parameters.get(PARAM_BATCHING, LOOP_BATCHING[0])
         if self.batching not in LOOP_BATCHING:
             raise ValueError(f"{self.name}: unknown batching {self.batching!r}; choose from {LOOP_BATCHING}")
-        self.reuse = int(self.parameters.get(PARAM_FEATURE_REUSE, 1))
-        ddim_loop.FeatureReuse(self.engine, self.reuse, 0)  # a bad value or an engine without it fails here
-        if self.reuse > 1 and self.batching == "step":
-            raise ValueError(f"{self.name}: feature reuse needs request batching (samples step in lockstep)")
         invert_steps = self.parameters.get(PARAM_INVERT_STEPS) if self.inverse else None
-        self.invert_steps = None if invert_steps is None else int(invert_steps)
+        speedups = Speedups(
+            int(self.parameters.get(PARAM_FEATURE_REUSE, 1)),
+            None if invert_steps is None else int(invert_steps),
+        )
+        speedups.check(self.engine)  # the pipeline's checks: a bad value or engine fails to load, saying why
+        if speedups.feature_reuse > 1 and self.batching == "step":
+            raise ValueError(f"{self.name}: feature reuse needs request batching (samples step in lockstep)")
+        self.reuse, self.invert_steps = speedups.feature_reuse, speedups.invert_steps
         if self.batching == "step":
             self.deadline_s = float(self.parameters.get(PARAM_DEADLINE, DEFAULT_DEADLINE_S))
             metrics = SchedulerMetrics(self.name)
