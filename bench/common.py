@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -121,15 +121,25 @@ def served_bench(url: str, out: Path, *flags: str, metrics_url: str | None = Non
     return json.loads((out / "edit.json").read_text())["levels"][0]
 
 
-def speedups(mode: str) -> Speedups:
-    """A mode name as the benchmarks write it: "exact", or "reuse=2", "invert=10", "reuse=2+invert=10"."""
+class Mode(NamedTuple):
+    """A lossy mode as the benchmarks write it: the pipeline's Speedups and torch-engine options (bf16)."""
+
+    speedups: Speedups
+    torch_options: dict[str, str]  # empty: the mode runs on the script's own engine
+
+
+def parse_mode(mode: str) -> Mode:
+    """ "exact", or parts joined by '+': reuse=N, invert=N, bf16 (the torch engine in bfloat16)."""
     fields = {"reuse": "feature_reuse", "invert": "invert_steps"}
-    if mode == "exact":
-        return Speedups()
-    values = {}
+    values, options = {}, {}
     for part in mode.split("+"):
         key, _, value = part.partition("=")
-        if key not in fields or not value.isdigit():
-            raise SystemExit(f"unknown mode {part!r}: write exact, reuse=N, invert=N or both joined by '+'")
-        values[fields[key]] = int(value)
-    return Speedups(**values)
+        if part == "bf16":
+            options["dtype"] = "bfloat16"
+        elif key in fields and value.isdigit():
+            values[fields[key]] = int(value)
+        elif part != "exact":
+            raise SystemExit(
+                f"unknown mode {part!r}: write exact, reuse=N, invert=N, bf16 or several joined by '+'"
+            )
+    return Mode(Speedups(**values), options)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import record, save, speedups
+from common import parse_mode, record, save
 
 from diffusegae.diffae_import import import_diffae
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
@@ -127,8 +127,8 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         default="",
-        help="opt-in lossy modes run on the last engine too, e.g. reuse=2+invert=10 (bench/speedups.py "
-        "measures their quality on the shipped checkpoint)",
+        help="opt-in lossy modes run on the last engine too (on the torch engine when they name bf16), e.g. "
+        "reuse=2+invert=10,bf16+reuse=2+invert=10 (bench/speedups.py measures their quality)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,9 +145,10 @@ def main() -> None:
     engines = args.engines.split(",")
     options = {"onnxruntime": {"threads": args.threads}}  # torch: torch.set_num_threads above
     pipes = {name: load_pipeline(ours, engine=name, **options.get(name, {})) for name in engines}
-    fastest = pipes[engines[-1]].engine
     for mode in filter(None, args.modes.split(",")):
-        pipes[f"{engines[-1]} {mode}"] = Pipeline(fastest, speedups=speedups(mode))
+        speedups, torch_options = parse_mode(mode)
+        engine = load_pipeline(ours, **torch_options).engine if torch_options else pipes[engines[-1]].engine
+        pipes[f"{'torch' if torch_options else engines[-1]} {mode}"] = Pipeline(engine, speedups=speedups)
     records = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)

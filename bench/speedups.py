@@ -2,11 +2,13 @@
 
 Modes (`diffusegae.engines.Speedups`): feature reuse (`reuse=N`: the whole UNet every N-th DDIM step, its
 outermost level alone in between) and fewer inversion steps (`invert=N`: the edit's inversion walks N
-steps, its decode S_dec), alone or joined by '+'. For each mode, with the eval's held-out pairs and oracle
-and each attribute swapped in turn: the PSNR of the edit against the exact path, the oracle's took / kept,
-and the edit's median time at batch 8 (torch engine; ONNX Runtime runs the same graphs to 1e-4).
+steps, its decode S_dec) and bfloat16 networks (`bf16`: the torch engine's dtype=bfloat16, on oneDNN's
+AVX-512 BF16 / AMX kernels where the CPU has them), alone or joined by '+'. For each mode, with the eval's
+held-out pairs and oracle and each attribute swapped in turn: the PSNR of the edit against the exact path,
+the oracle's took / kept, and the edit's median time at batch 8 (torch engine; ONNX Runtime runs the same
+fp32 graphs to 1e-4).
     python bench/speedups.py [--checkpoint checkpoints/tiny32] [--steps 20]
-                             [--modes exact,invert=10,reuse=2,reuse=2+invert=10]
+                             [--modes exact,invert=10,reuse=2,reuse=2+invert=10,bf16]
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import tempfile
 
 import numpy as np
-from common import measure, record, save, speedups
+from common import measure, parse_mode, record, save
 
 from diffusegae.data import AttributeDataset
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
@@ -43,8 +45,11 @@ def main() -> None:
     exact: dict[str, np.ndarray] = {}
     records = []
     for mode in ["exact", *(m for m in args.modes.split(",") if m != "exact")]:
-        options = speedups(mode)
-        pipe = Pipeline(exact_pipe.engine, speedups=options)
+        speedups, torch_options = parse_mode(mode)
+        engine = (
+            load_pipeline(args.checkpoint, **torch_options).engine if torch_options else exact_pipe.engine
+        )
+        pipe = Pipeline(engine, speedups=speedups)
         quality = {}
         for k, name in enumerate(names):
             out = pipe.edit(src, ref, [name], args.steps)

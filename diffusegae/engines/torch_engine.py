@@ -28,12 +28,14 @@ GRAPH_WARMUP_CALLS = 3
 class TorchEngine:
     """encode / eps / gae_encode / gae_decode on the PyTorch model; numpy float32 in and out, batch first.
 
-    dtype: torch.float16 or torch.bfloat16 (CUDA only) runs the networks in that precision: weights are cast
-    on a copy of `model` and autocast covers the places that build fp32 tensors inside the model (timestep
-    features); GroupNorm / AdaGN statistics stay fp32 (GroupNorm32, the AdaGN reference, autocast's fp32
-    list). compile: torch.compile the UNet and the encoder; each new batch size compiles on first use, so
-    call warmup() before timing. cuda_graphs (CUDA only): the UNet's eps call is captured in a CUDA graph per
-    input shape (i.e. per batch size) on first use and replayed after.
+    dtype: torch.float16 (CUDA only) or torch.bfloat16 (CUDA, or a CPU: oneDNN runs bf16 matmuls and
+    convolutions on AVX-512 BF16 / AMX where the CPU has them; without them bf16 is emulated and slower)
+    runs the networks in that precision, a lossy option: weights are cast on a copy of `model` and
+    autocast covers the places that build fp32 tensors inside the model (timestep features); GroupNorm /
+    AdaGN statistics stay fp32 (GroupNorm32, the AdaGN reference, autocast's fp32 list). compile:
+    torch.compile the UNet and the encoder; each new batch size compiles on first use, so call warmup()
+    before timing. cuda_graphs (CUDA only): the UNet's eps call is captured in a CUDA graph per input
+    shape (i.e. per batch size) on first use and replayed after.
     """
 
     def __init__(
@@ -137,10 +139,10 @@ def check_options(device: torch.device, dtype: torch.dtype | str | None, cuda_gr
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of torch.float32, torch.float16, torch.bfloat16, got {dtype!r}")
-    if dtype in REDUCED_DTYPES and device.type != "cuda":
+    if dtype == torch.float16 and device.type != "cuda":
         raise ValueError(
-            f"dtype={dtype} needs a CUDA device (got device {str(device)!r}): reduced precision is a GPU "
-            "option here; on CPU the engine runs float32 (dtype=None)"
+            f"dtype={dtype} needs a CUDA device (got device {str(device)!r}): CPUs have no fast float16 "
+            "path here; on CPU use torch.bfloat16 or float32 (dtype=None)"
         )
     if cuda_graphs and device.type != "cuda":
         raise ValueError(f"cuda_graphs=True needs a CUDA device, got device {str(device)!r}")

@@ -44,10 +44,22 @@ def test_warmup_runs_every_component_per_batch_size(tiny_model):
     assert all(list(per_batch) == [1, 2] and min(per_batch.values()) > 0 for per_batch in seconds.values())
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "float16", "bfloat16"])
-def test_reduced_precision_needs_cuda(tiny_model, dtype):
-    with pytest.raises(ValueError, match="needs a CUDA device"):
+@pytest.mark.parametrize("dtype", [torch.float16, "float16"])
+def test_float16_needs_cuda(tiny_model, dtype):
+    with pytest.raises(ValueError, match=r"needs a CUDA device.*torch\.bfloat16"):
         TorchEngine(tiny_model, dtype=dtype)
+
+
+def test_bf16_on_cpu_is_close_to_fp32_and_leaves_the_model_fp32(tiny_model):
+    eager, bf16 = TorchEngine(tiny_model), TorchEngine(tiny_model, dtype="bfloat16")
+    assert next(tiny_model.parameters()).dtype == torch.float32
+    x, t, z = _inputs(2)
+    exact, reduced = eager.eps(x, t, z), bf16.eps(x, t, z)
+    assert reduced.dtype == np.float32
+    err = float(np.abs(reduced - exact).max() / np.abs(exact).max())
+    assert 0 < err <= 0.05, err  # bf16 keeps 8 bits of mantissa: close, and not bit-equal
+    z_bf16, z_exact = bf16.encode(x), eager.encode(x)
+    assert float(np.abs(z_bf16 - z_exact).max() / np.abs(z_exact).max()) <= 0.05
 
 
 def test_cuda_graphs_need_cuda_and_dtypes_are_checked(tiny_model):
