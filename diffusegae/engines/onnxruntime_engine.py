@@ -32,7 +32,8 @@ class OnnxRuntimeEngine:
     (off by default: on a shared CPU — Triton's many model processes, a 2-core box — spinning threads starve
     the working ones; measured on 2 cores with one busy: a synth64 UNet call took 75 ms spinning, 40 ms not).
     precision: fp32, or fp16 files (float32 in and out; for CUDA / TensorRT providers, slow on CPU).
-    save_optimized: also write each optimised graph
+    onnx_dir: where the exported graphs go (default `<checkpoint>/onnx/`); feature reuse's split graphs go
+    to its `reuse/` (default `<checkpoint>/onnx-reuse/`). save_optimized: also write each optimised graph
     next to the ONNX files (`<name>.<level>.opt.onnx`) to inspect what onnxruntime runs.
     io_binding: run through IO binding: each input copied once into an OrtValue on the provider's device, the
     output allocated there and copied back (None: on when the first provider is CUDA or TensorRT). The
@@ -59,6 +60,8 @@ class OnnxRuntimeEngine:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.config = read_config(self.checkpoint_dir)
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else cache_dir(self.checkpoint_dir, precision)
+        self._reuse_dir = self.onnx_dir / "reuse" if onnx_dir is not None else None  # None: the default
+        self._save_optimized = save_optimized
         self.providers = resolve_providers(providers, ort.get_available_providers())
         self.precision = precision
         self._options = (threads, graph_optimization, spinning)
@@ -122,9 +125,12 @@ class OnnxRuntimeEngine:
     def _load_reuse_graphs(self) -> None:
         if specs.UNET_SHALLOW in self.sessions:
             return
-        paths = export_checkpoint(self.checkpoint_dir, precision=self.precision, feature_reuse=True)
+        paths = export_checkpoint(
+            self.checkpoint_dir, self._reuse_dir, precision=self.precision, feature_reuse=True
+        )
         for spec in specs.reuse_specs_for(self.config):
-            self.specs[spec.name], self.sessions[spec.name] = spec, self._session(paths[spec.name])
+            session = self._session(paths[spec.name], self._save_optimized)
+            self.specs[spec.name], self.sessions[spec.name] = spec, session
 
     def gae_encode(self, z_sem: np.ndarray) -> np.ndarray:
         require_gae(self.config, "gae_encode")

@@ -76,6 +76,13 @@ def test_onnxruntime_split_graphs_match_torch(engines, checkpoint):
     assert (checkpoint / ONNX_REUSE_DIR / "unet_shallow.onnx").is_file()
 
 
+def test_split_graphs_follow_a_chosen_onnx_dir_and_save_optimized(checkpoint, tmp_path):
+    engine = OnnxRuntimeEngine(checkpoint, threads=1, onnx_dir=tmp_path, save_optimized=True)
+    engine.eps_and_deep(*_inputs(batch=1))
+    assert (tmp_path / "reuse" / "unet_shallow.onnx").is_file()
+    assert (tmp_path / "reuse" / "unet_deep.all.opt.onnx").is_file()
+
+
 @pytest.mark.parametrize("every, pattern", [(2, "whole outer " * 5), (3, "whole outer outer " * 3 + "whole")])
 def test_feature_reuse_runs_the_whole_unet_every_nth_step(engines, every, pattern):
     counting = Counting(engines[0])
