@@ -219,81 +219,63 @@ def _diffae(
     )
 
 
-def _presets() -> dict[str, ModelConfig]:
-    return {
-        "tiny32": ModelConfig(
-            name="tiny32",
-            image_size=32,
-            unet=UNetConfig(
-                model_channels=32,
-                channel_mult=(1, 2),
-                num_res_blocks=1,
-                attention_resolutions=(16,),
-                embed_channels=128,
-                adagn_mode="scale_shift",
-                prediction="v",
-                dropout=0.0,
-            ),
-            encoder=EncoderConfig(
-                kind="alter_resnet",
-                model_channels=32,
-                channel_mult=(1, 2, 2),
-                num_res_blocks=1,
-                attention_stages=(2,),
-                pool_size=4,
-            ),
-            gae=GAEConfig(hidden_channels=256),
+def _small(
+    name: str, size: int, mult: tuple[int, ...], embed: int, enc_mult: tuple[int, ...], stage: int, pool: int
+) -> ModelConfig:
+    # The CPU-sized DiffuseGAEs: 32 channels, one ResBlock per level, v-prediction, Eq. 8's scale_shift.
+    return ModelConfig(
+        name=name,
+        image_size=size,
+        unet=UNetConfig(
+            model_channels=32,
+            channel_mult=mult,
+            num_res_blocks=1,
+            attention_resolutions=(16,),
+            embed_channels=embed,
+            adagn_mode="scale_shift",
+            prediction="v",
+            dropout=0.0,
         ),
-        "synth64": ModelConfig(
-            name="synth64",
-            image_size=64,
-            unet=UNetConfig(
-                model_channels=32,
-                channel_mult=(1, 2, 3, 4),
-                num_res_blocks=1,
-                attention_resolutions=(16,),
-                embed_channels=256,
-                adagn_mode="scale_shift",
-                prediction="v",
-                dropout=0.0,
-            ),
-            encoder=EncoderConfig(
-                kind="alter_resnet",
-                model_channels=32,
-                channel_mult=(1, 2, 4, 4),
-                num_res_blocks=1,
-                attention_stages=(3,),
-                pool_size=2,  # 2×2 keeps the fp16 weights in one 16 MiB file (4×4 would not)
-            ),
-            gae=GAEConfig(hidden_channels=256),
+        encoder=EncoderConfig(
+            kind="alter_resnet",
+            model_channels=32,
+            channel_mult=enc_mult,
+            num_res_blocks=1,
+            attention_stages=(stage,),
+            pool_size=pool,
         ),
-        "ilab128": ModelConfig(
-            name="ilab128",
-            image_size=128,
-            unet=UNetConfig(
-                model_channels=128,
-                channel_mult=(1, 1, 2, 3, 4),
-                adagn_mode="scale_shift",
-                prediction="v",
-            ),
-            encoder=EncoderConfig(
-                kind="alter_resnet",
-                model_channels=64,
-                channel_mult=(1, 2, 4, 8),
-                num_res_blocks=2,
-                attention_stages=(2, 3),
-                num_heads=4,
-                pool_size=4,
-            ),
-            gae=GAEConfig(),
-        ),
-        "diffae64": _diffae("diffae64", 64, 64, (1, 2, 4, 8), (1, 2, 4, 8, 8)),
-        "diffae128": _diffae("diffae128", 128, 128, (1, 1, 2, 3, 4), (1, 1, 2, 3, 4, 4)),
-        "diffae256": _diffae("diffae256", 256, 128, (1, 1, 2, 2, 4, 4), (1, 1, 2, 2, 4, 4, 4)),
-    }
+        gae=GAEConfig(hidden_channels=256),
+    )
 
 
-PRESETS: dict[str, ModelConfig] = _presets()
+PRESETS: dict[str, ModelConfig] = {
+    "tiny32": _small("tiny32", 32, (1, 2), 128, (1, 2, 2), 2, pool=4),
+    # a 2×2 pool keeps the fp16 weights in one 16 MiB file (4×4 would not)
+    "synth64": _small("synth64", 64, (1, 2, 3, 4), 256, (1, 2, 4, 4), 3, pool=2),
+    "ilab128": ModelConfig(
+        name="ilab128",
+        image_size=128,
+        unet=UNetConfig(
+            model_channels=128,
+            channel_mult=(1, 1, 2, 3, 4),
+            adagn_mode="scale_shift",
+            prediction="v",
+        ),
+        encoder=EncoderConfig(
+            kind="alter_resnet",
+            model_channels=64,
+            channel_mult=(1, 2, 4, 8),
+            num_res_blocks=2,
+            attention_stages=(2, 3),
+            num_heads=4,
+            pool_size=4,
+        ),
+        gae=GAEConfig(),
+    ),
+    "diffae64": _diffae("diffae64", 64, 64, (1, 2, 4, 8), (1, 2, 4, 8, 8)),
+    "diffae128": _diffae("diffae128", 128, 128, (1, 1, 2, 3, 4), (1, 1, 2, 3, 4, 4)),
+    "diffae256": _diffae("diffae256", 256, 128, (1, 1, 2, 2, 4, 4), (1, 1, 2, 2, 4, 4, 4)),
+}
 
 
 def preset(name: str) -> ModelConfig:

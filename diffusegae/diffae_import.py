@@ -94,11 +94,9 @@ def _unsafe_globals(path: Path) -> str:
 def _stats(values: dict[str, Any], where: str) -> dict[str, np.ndarray] | None:
     if not all(k in values for k in STAT_KEYS):
         return None
-    stats = {
-        k: np.asarray(values[k].float().numpy() if hasattr(values[k], "numpy") else values[k], np.float32)
-        for k in STAT_KEYS
-    }
-    stats = {k: v.reshape(-1) for k, v in stats.items()}  # the Lightning modules keep them as [1, 512]
+    arrays = {k: values[k].float().numpy() if hasattr(values[k], "numpy") else values[k] for k in STAT_KEYS}
+    # float32 vectors: the Lightning modules keep them as [1, 512]
+    stats = {k: np.asarray(v, np.float32).reshape(-1) for k, v in arrays.items()}
     if stats["conds_mean"].shape != stats["conds_std"].shape:
         raise DiffAEImportError(f"{where}: conds_mean and conds_std have different shapes")
     if not (stats["conds_std"] > 0).all():
@@ -222,7 +220,8 @@ def infer_config(
             enc = _levels(shapes, "encoder.input_blocks", enc_levels, enc_blocks, enc_ch)
             if unet is None or enc is None:
                 continue
-            size = image_size or _template_size(unet[1])
+            # no size given: the one at which the first attention level is the templates' 16×16
+            size = image_size or (TEMPLATE_ATTENTION_RESOLUTION << unet[1][0] if unet[1] else None)
             if size is None:
                 continue
             try:
@@ -266,12 +265,6 @@ def infer_config(
         shown = "; ".join(_describe(c) for c in candidates)
         raise DiffAEImportError(f"the keys fit several architectures ({shown}): pass --preset to pick one")
     return candidates[0]
-
-
-def _template_size(attention_levels: tuple[int, ...]) -> int | None:
-    if not attention_levels:
-        return None
-    return TEMPLATE_ATTENTION_RESOLUTION << attention_levels[0]
 
 
 def _agreeing(candidates: list[ModelConfig], hp: dict[str, Any]) -> list[ModelConfig]:
@@ -358,9 +351,7 @@ def import_diffae(
     state = {official_to_ours(k): v.float() for k, v in official.weights.items()}
     model.load_state_dict(state, strict=True, assign=True)
 
-    stats = official.latent_stats
-    if latent_stats is not None:
-        stats = read_latent_stats(latent_stats)
+    stats = read_latent_stats(latent_stats) if latent_stats is not None else official.latent_stats
     directions = read_classifier(classifier, stats) if classifier is not None else None
     info = {
         "imported_from": str(Path(checkpoint).resolve()),
@@ -432,15 +423,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from diffusegae.checkpoint import load_directions, read_config
 
-    out = import_diffae(
-        args.ckpt,
-        args.out,
-        preset_name=args.preset,
-        weights=args.weights,
-        classifier=args.classifier,
-        latent_stats=args.latent_stats,
-        image_size=args.image_size,
-    )
+    options = {k: getattr(args, k) for k in ("weights", "classifier", "latent_stats", "image_size")}
+    out = import_diffae(args.ckpt, args.out, preset_name=args.preset, **options)
     cfg = read_config(out)
     directions = load_directions(out)
     print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import shlex
@@ -40,28 +41,23 @@ SERVER_LOAD = results.RESULTS_DIR / "server_load.jsonl"
 
 def _numbers(kind: type, what: str, example: str):
     def parse(text: str) -> list:
-        try:
+        with contextlib.suppress(ValueError):
             values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or any(not v > 0 for v in values):
-            raise argparse.ArgumentTypeError(
-                f"{what} takes positive numbers separated by commas, e.g. {example}; got {text!r}"
-            )
-        return values
+            if values and all(v > 0 for v in values):
+                return values
+        raise argparse.ArgumentTypeError(
+            f"{what} takes positive numbers separated by commas, e.g. {example}; got {text!r}"
+        )
 
     return parse
 
 
 def _positive(kind: type):
     def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0:
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
-        return value
+        with contextlib.suppress(ValueError):
+            if (value := kind(text)) > 0:
+                return value
+        raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
 
     return parse
 
@@ -203,13 +199,11 @@ async def sweep(
         try:
             served = await asyncio.to_thread(stats.model_config, PREPARE)
             config, directions = config_from_model_config(served)
-            step_counts = args.mix_steps or [args.steps]
-            turn = itertools.cycle(
-                [
-                    request(args.op, config, args.batch, s, args.seed, directions, args.sampler)
-                    for s in step_counts
-                ]
-            )
+            calls = [
+                request(args.op, config, args.batch, s, args.seed, directions, args.sampler)
+                for s in args.mix_steps or [args.steps]
+            ]
+            turn = itertools.cycle(calls)
             models = await asyncio.to_thread(stats.composing_models, args.op)
         except InferenceServerException as err:
             raise BenchError(f"the server at {args.server} cannot run {args.op}: {err.message()}") from None
@@ -240,16 +234,8 @@ async def sweep(
         summaries = []
         for level in levels:
             measured = await run_level(send, level, window, mark, args.seed)
-            summary = summarize(
-                level,
-                measured.samples,
-                measured.duration_s,
-                args.batch,
-                issued=measured.issued,
-                windows=measured.windows,
-                stable=measured.stable,
-                send_lag_ms=measured.send_lag_ms,
-            )
+            counts = {k: getattr(measured, k) for k in ("issued", "windows", "stable", "send_lag_ms")}
+            summary = summarize(level, measured.samples, measured.duration_s, args.batch, **counts)
             (before, loops_before), (after, loops_after) = measured.marks
             answered = sum(1 for sample in measured.samples if sample.error is None)
             after = await settled(before, after, answered)
@@ -317,6 +303,9 @@ def records_of(summaries: list[LevelSummary], meta: dict[str, Any]) -> list[resu
         f"then {measured}; latency over answered requests, server figures from Triton's statistics"
     )
     run = meta["date"]
+    # what every level's record shares
+    common = {"section": section, "device": meta["device"], "date": run[:10], "command": meta["command"]}
+    common |= {"run": run, "unit": "ms", "metric": "latency", "notes": notes}
     out = []
     for s in summaries:
         server = s.server or {}
@@ -324,43 +313,19 @@ def records_of(summaries: list[LevelSummary], meta: dict[str, Any]) -> list[resu
             params: dict[str, Any] = {"concurrency": int(s.level.value)}
         else:
             params = {"rate /s": s.level.value, "arrivals": s.level.distribution}
-        lat = {k: None if v is None else results.rounded(v) for k, v in s.latency_ms.items()}
+        lat = {k: results.rounded(v) for k, v in s.latency_ms.items()}
         extra = {f"p{p} ms": lat[f"p{p}"] for p in (90, 95, 99)}
-        extra |= {
-            "req/s": results.rounded(s.requests_per_s),
-            "img/s": results.rounded(s.images_per_s),
-            "errors": s.errors,
-        }
-        for key, name in (
-            ("latency_ms", "server ms"),
-            ("queue_ms", "queue ms"),
-            ("compute_infer_ms", "infer ms"),
-        ):
-            value = server.get(key)
-            extra[name] = None if value is None else results.rounded(value)
+        extra |= {"req/s": results.rounded(s.requests_per_s), "img/s": results.rounded(s.images_per_s)}
+        extra["errors"] = s.errors
+        server_columns = {"latency_ms": "server ms", "queue_ms": "queue ms", "compute_infer_ms": "infer ms"}
+        extra |= {name: results.rounded(server.get(key)) for key, name in server_columns.items()}
         extra["decode batches"] = server_stats.batch_histogram(server, DECODE)
         if "replicas" in server:
             extra["per replica"] = report.replica_counts(server)
         if s.stable is not None:
             extra["stable"] = "yes" if s.stable else "no"
-        out.append(
-            results.Record(
-                section=section,
-                params=params,
-                device=meta["device"],
-                date=run[:10],
-                command=meta["command"],
-                run=run,
-                unit="ms",
-                metric="latency",
-                median=lat["p50"],
-                min=lat["min"],
-                max=lat["max"],
-                n=s.ok,
-                extra=extra,
-                notes=notes,
-            )
-        )
+        figures = {"median": lat["p50"], "min": lat["min"], "max": lat["max"], "n": s.ok}
+        out.append(results.Record(params=params, extra=extra, **figures, **common))
     return out
 
 

@@ -225,10 +225,9 @@ async def open_loop(
     first = await mark()
     samples, lags, start = await _scheduled(send, offsets)
     last = await mark()
-    end = max(s.end for s in samples)
     return Measured(
         samples=samples,
-        duration_s=end - start,
+        duration_s=max(s.end for s in samples) - start,
         issued=window.warmup + len(samples),
         send_lag_ms=percentile(sorted(lags), 99) * 1e3,
         marks=(first, last),

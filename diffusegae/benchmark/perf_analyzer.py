@@ -82,33 +82,22 @@ def write_input_data(
     paths = {}
     for spec in ensembles(config, directions):
         call = request(spec.name, config, batch=entries, steps=steps, directions=directions)
-        data = input_data(call, spec)
         path = out / f"{spec.name}.json"
-        path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        path.write_text(json.dumps(input_data(call, spec), separators=(",", ":")) + "\n")
         paths[spec.name] = path
     return paths
 
 
 def command(op: str, input_path: str | Path, url: str = "127.0.0.1:8001", concurrency: str = "1:8") -> str:
     """The perf_analyzer line that loads `op` over gRPC with this input data (concurrency start:end:step)."""
-    return shlex.join(
-        [
-            "perf_analyzer",
-            "-m",
-            op,
-            "-i",
-            "grpc",
-            "-u",
-            url,
-            "--input-data",
-            str(input_path),
-            "--concurrency-range",
-            concurrency,
-            "--measurement-interval",
-            "10000",
-            "--percentile",
-            "95",
-            "-f",
-            f"{op}-perf_analyzer.csv",
-        ]
-    )
+    options = {
+        "-m": op,
+        "-i": "grpc",
+        "-u": url,
+        "--input-data": str(input_path),
+        "--concurrency-range": concurrency,
+        "--measurement-interval": "10000",
+        "--percentile": "95",
+        "-f": f"{op}-perf_analyzer.csv",
+    }
+    return shlex.join(["perf_analyzer", *(part for pair in options.items() for part in pair)])

@@ -48,15 +48,11 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
         rows.append(
             [
                 s.level.label + ("" if s.stable in (None, True) else " (unstable)"),
-                str(s.sent),
-                str(s.ok),
-                str(s.errors),
+                *map(str, (s.sent, s.ok, s.errors)),
                 f"{s.requests_per_s:.2f}",
                 f"{s.images_per_s:.2f}",
                 *(_ms(s.latency_ms[f"p{p}"]) for p in PERCENTILES),
-                _ms(server.get("latency_ms")),
-                _ms(server.get("queue_ms")),
-                _ms(server.get("compute_infer_ms")),
+                *(_ms(server.get(key)) for key in ("latency_ms", "queue_ms", "compute_infer_ms")),
                 batch_histogram(server, DECODE) or "-",
                 str(server.get("scheduler", {}).get(DECODE, {}).get("samples_per_tick", "-")),
                 *([replica_counts(server) or "-"] if several else []),
@@ -66,13 +62,11 @@ def table(levels: Sequence[LevelSummary], title: str = "") -> str:
     lines = [title] if title else []
     lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append(
-        "latency ms (p50…p99 over answered requests; server: mean per request, queue/infer summed over"
-    )
-    lines.append(
+    lines += [
+        "latency ms (p50…p99 over answered requests; server: mean per request, queue/infer summed over",
         "the op's models); decode batches: executions per batch size the server formed; decode samples/tick:"
-        " with step batching, the samples each of the decode loop's network calls ran"
-    )
+        " with step batching, the samples each of the decode loop's network calls ran",
+    ]
     if several:
         lines.append(
             "per replica: the op's requests each server answered (Triton's statistics), in --server order"

@@ -70,8 +70,11 @@ class Record:
         return cls(**data)
 
 
-def rounded(value: float) -> float:
-    """A measured value at the precision the tables show: 0.1 from 10 up, 0.01 from 1, else 3 digits."""
+def rounded(value: float | None) -> float | None:
+    """A measured value at the precision the tables show: 0.1 from 10 up, 0.01 from 1, else 3 digits
+    (None, not measured, stays None)."""
+    if value is None:
+        return None
     if abs(value) >= 10:
         return round(value, 1)
     if abs(value) >= 1:

@@ -30,8 +30,9 @@ class Counter:
         data = data or {}
         return cls(int(data.get("count", 0)), int(data.get("ns", 0)))
 
-    def __sub__(self, other: Counter) -> Counter:
-        return Counter(self.count - other.count, self.ns - other.ns)
+    def plus(self, other: Counter, sign: int = 1) -> Counter:
+        """This counter plus `sign` × the other (sign -1: the difference)."""
+        return Counter(self.count + sign * other.count, self.ns + sign * other.ns)
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,12 @@ class ModelStats:
     def _combine(self, other: ModelStats, sign: int) -> ModelStats:
         sizes = sorted(set(self.batches) | set(other.batches))
         batches = {size: self.batches.get(size, 0) + sign * other.batches.get(size, 0) for size in sizes}
-
-        def counter(a: Counter, b: Counter) -> Counter:
-            return Counter(a.count + sign * b.count, a.ns + sign * b.ns)
-
         return ModelStats(
             name=self.name,
-            success=counter(self.success, other.success),
-            fail=counter(self.fail, other.fail),
+            success=self.success.plus(other.success, sign),
+            fail=self.fail.plus(other.fail, sign),
             phases={
-                p: counter(self.phases.get(p, Counter()), other.phases.get(p, Counter())) for p in PHASES
+                p: self.phases.get(p, Counter()).plus(other.phases.get(p, Counter()), sign) for p in PHASES
             },
             inference_count=self.inference_count + sign * other.inference_count,
             execution_count=self.execution_count + sign * other.execution_count,
@@ -110,10 +107,7 @@ Snapshot = dict[str, ModelStats]
 
 def parse_snapshot(statistics: dict[str, Any]) -> Snapshot:
     """`get_inference_statistics(as_json=True)` → model name → counters (the highest version of each)."""
-    models: Snapshot = {}
-    for entry in statistics.get("model_stats", []):
-        models[entry["name"]] = ModelStats.parse(entry)
-    return models
+    return {entry["name"]: ModelStats.parse(entry) for entry in statistics.get("model_stats", [])}
 
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:

@@ -94,15 +94,11 @@ class BatchSummary:
             )
         lines += [f"  failed: {f.source}: {f.reason}" for f in self.failed]
         if len(self.replicas) > 1:
-            lines += [
-                f"  replica {url}: answered {c['answered']}"
-                + (
-                    f", failed over {c['failovers']}× (its requests were retried elsewhere)"
-                    if c["failovers"]
-                    else ""
+            for url, c in self.replicas.items():
+                failovers = f", failed over {c['failovers']}× (its requests were retried elsewhere)"
+                lines.append(
+                    f"  replica {url}: answered {c['answered']}" + (failovers if c["failovers"] else "")
                 )
-                for url, c in self.replicas.items()
-            ]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -300,17 +296,9 @@ def run_edit(args: argparse.Namespace) -> int:
     swap = [name.strip() for name in args.swap.split(",") if name.strip()]
     try:
         with Client(args.server, timeout=args.timeout) as client:
+            options = {k: getattr(args, k) for k in ("concurrency", "steps", "sampler", "resize")}
             summary = edit_directory(
-                client,
-                args.source,
-                args.reference,
-                swap,
-                args.out,
-                concurrency=args.concurrency,
-                steps=args.steps,
-                sampler=args.sampler,
-                progress=not args.no_progress,
-                resize=args.resize,
+                client, args.source, args.reference, swap, args.out, progress=not args.no_progress, **options
             )
     except BatchError as err:
         print(f"error: {err}", file=sys.stderr)

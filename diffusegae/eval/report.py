@@ -35,16 +35,8 @@ def _reconstruction(rec: dict[str, Any]) -> list[str]:
 
 
 def conditioning_table(cond: dict[str, Any]) -> list[str]:
-    rows = [
-        [
-            str(r["t"]),
-            f"{r['signal']:.3f}",
-            f"{r['loss_own']:.5f}",
-            f"{r['loss_other']:.5f}",
-            f"{r['z_sem_share']:.2f}",
-        ]
-        for r in cond["rows"]
-    ]
+    columns = {"signal": ".3f", "loss_own": ".5f", "loss_other": ".5f", "z_sem_share": ".2f"}
+    rows = [[str(r["t"]), *(format(r[k], spec) for k, spec in columns.items())] for r in cond["rows"]]
     return [
         f"## Use of z_sem by timestep: {cond['images']} held-out images",
         "",

@@ -38,14 +38,8 @@ class GAEEncodeWrapper(nn.Module):
         return self.gae.encode(z_sem)
 
 
-class GAEDecodeWrapper(nn.Module):
-    """z_dis [B,D] → z_sem [B,512]."""
-
-    def __init__(self, model: DiffusionAutoencoder) -> None:
-        super().__init__()
-        if model.gae is None:
-            raise ValueError(f"{model.cfg.name!r} has no GAE to export")
-        self.gae = model.gae
+class GAEDecodeWrapper(GAEEncodeWrapper):
+    """z_dis [B,D] → z_sem [B,512]: the same GAE the other way."""
 
     def forward(self, z_dis: torch.Tensor) -> torch.Tensor:
         return self.gae.decode(z_dis)

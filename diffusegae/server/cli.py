@@ -74,16 +74,9 @@ def run_build_repo(args: argparse.Namespace) -> int:
     from diffusegae.engines.pipeline import Speedups
     from diffusegae.server.repository import build_repository
 
-    out = build_repository(
-        args.checkpoint,
-        args.out,
-        args.leaf_backend,
-        checkpoint_ref=args.checkpoint_ref,
-        threads=args.threads,
-        loop_engine=args.loop_engine,
-        loop_batching=args.loop_batching,
-        speedups=Speedups(args.feature_reuse, args.invert_steps),
-    )
+    options = {k: getattr(args, k) for k in ("checkpoint_ref", "threads", "loop_engine", "loop_batching")}
+    speedups = Speedups(args.feature_reuse, args.invert_steps)
+    out = build_repository(args.checkpoint, args.out, args.leaf_backend, speedups=speedups, **options)
     models = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     print(f"{out}: {len(models)} models ({', '.join(models)})")
     if args.deploy is not None:
@@ -132,31 +125,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from diffusegae.server.launcher import container_command, serve
+    from diffusegae.server.launcher import TritonServer, container_command, serve
 
-    ports = {"grpc": args.grpc_port, "http": args.http_port, "metrics": args.metrics_port}
+    options = {name: getattr(args, name) for name in ("leaf_backend", "threads", "loop_batching")}
     if args.container:
         if args.checkpoint is not None:
-            from diffusegae.server.launcher import TritonServer
-
-            options = {"threads": args.threads, "loop_batching": args.loop_batching}
-            TritonServer(
-                args.repository, args.checkpoint, leaf_backend=args.leaf_backend, **options
-            ).prepare_repository()
+            TritonServer(args.repository, args.checkpoint, **options).prepare_repository()
+        ports = {"grpc": args.grpc_port, "http": args.http_port, "metrics": args.metrics_port}
         print(container_command(args.repository, ports=ports))
         return 0
+    served = ("host", "grpc_port", "http_port", "metrics_port", "startup_timeout", "log_verbose")
+    options |= {name: getattr(args, name) for name in served}
     return serve(
-        args.repository,
-        args.checkpoint,
-        replicas=args.replicas,
-        supervise=args.supervise,
-        host=args.host,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        metrics_port=args.metrics_port,
-        leaf_backend=args.leaf_backend,
-        threads=args.threads,
-        loop_batching=args.loop_batching,
-        startup_timeout=args.startup_timeout,
-        log_verbose=args.log_verbose,
+        args.repository, args.checkpoint, replicas=args.replicas, supervise=args.supervise, **options
     )

@@ -50,6 +50,11 @@ def tritonserver_args(repository: str) -> list[str]:
     ]
 
 
+def _object(api_version: str, kind: str, name: str = NAME, **body: Any) -> dict[str, Any]:
+    """A Kubernetes object of ours: its header (named, with the project's labels), then `body`."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "labels": LABELS}, **body}
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
 
@@ -73,11 +78,10 @@ def deployment(repository: str, replicas: int = 2, image: str = IMAGE) -> dict[s
         # models load (ONNX Runtime sessions, python stubs) before ready: up to 5 minutes
         "startupProbe": _probe("/v2/health/ready", 10, 30),
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {
+    return _object(
+        "apps/v1",
+        "Deployment",
+        spec={
             "replicas": replicas,
             "selector": {"matchLabels": LABELS},
             "template": {
@@ -98,7 +102,7 @@ def deployment(repository: str, replicas: int = 2, image: str = IMAGE) -> dict[s
                 },
             },
         },
-    }
+    )
 
 
 def _ports(kinds: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -106,28 +110,20 @@ def _ports(kinds: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def services() -> list[dict[str, Any]]:
-    headless = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": f"{NAME}-headless", "labels": LABELS},
-        # one DNS record per ready pod: gRPC clients balance themselves (a ClusterIP pins one connection)
-        "spec": {"clusterIP": "None", "selector": LABELS, "ports": _ports(("grpc",))},
-    }
-    cluster = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {"type": "ClusterIP", "selector": LABELS, "ports": _ports(("http", "grpc", "metrics"))},
-    }
-    return [headless, cluster]
+    # one DNS record per ready pod: gRPC clients balance themselves (a ClusterIP pins one connection)
+    headless = {"clusterIP": "None", "selector": LABELS, "ports": _ports(("grpc",))}
+    cluster = {"type": "ClusterIP", "selector": LABELS, "ports": _ports(("http", "grpc", "metrics"))}
+    return [
+        _object("v1", "Service", f"{NAME}-headless", spec=headless),
+        _object("v1", "Service", spec=cluster),
+    ]
 
 
 def autoscaler(min_replicas: int = 1, max_replicas: int = 8) -> dict[str, Any]:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {
+    return _object(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        spec={
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
             "minReplicas": min_replicas,
             "maxReplicas": max_replicas,
@@ -146,16 +142,13 @@ def autoscaler(min_replicas: int = 1, max_replicas: int = 8) -> dict[str, Any]:
                 },
             ],
         },
-    }
+    )
 
 
 def disruption_budget() -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": LABELS}},
-    }
+    return _object(
+        "policy/v1", "PodDisruptionBudget", spec={"minAvailable": 1, "selector": {"matchLabels": LABELS}}
+    )
 
 
 def adapter_rule() -> dict[str, Any]:
@@ -176,29 +169,18 @@ def adapter_rule() -> dict[str, Any]:
         f"    as: {QUEUE_METRIC}\n"
         f"  metricsQuery: '{query}'\n"
     )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{NAME}-adapter-rules", "labels": LABELS},
-        "data": {"config.yaml": rule},
-    }
+    return _object("v1", "ConfigMap", f"{NAME}-adapter-rules", data={"config.yaml": rule})
 
 
 def inference_service(repository: str, image: str = IMAGE) -> dict[str, Any]:
-    container = deployment(repository, image=image)["spec"]["template"]["spec"]["containers"][0]
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {
-            "predictor": {
-                "minReplicas": 1,
-                "maxReplicas": 8,
-                "containers": [{**container, "name": "kserve-container"}],
-                "volumes": deployment(repository)["spec"]["template"]["spec"]["volumes"],
-            }
-        },
+    pod = deployment(repository, image=image)["spec"]["template"]["spec"]
+    predictor = {
+        "minReplicas": 1,
+        "maxReplicas": 8,
+        "containers": [{**pod["containers"][0], "name": "kserve-container"}],
+        "volumes": pod["volumes"],
     }
+    return _object("serving.kserve.io/v1beta1", "InferenceService", spec={"predictor": predictor})
 
 
 def dockerfile() -> str:

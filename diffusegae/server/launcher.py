@@ -200,16 +200,11 @@ class TritonServer:
         deadline = time.monotonic() + self.startup_timeout
         while not self.is_ready():
             code = self.process.poll()
-            if code is not None:
-                raise ServerStartError(
-                    f"tritonserver exited with code {code} before it was ready; its log ends:\n"
-                    f"{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"tritonserver was not ready after {self.startup_timeout:.0f} s; its log ends:\n"
-                    f"{self.log_tail()}"
-                )
+            problem = None if code is None else f"exited with code {code} before it was ready"
+            if problem is None and time.monotonic() > deadline:
+                problem = f"was not ready after {self.startup_timeout:.0f} s"
+            if problem is not None:
+                raise ServerStartError(f"tritonserver {problem}; its log ends:\n{self.log_tail()}")
             time.sleep(0.2)
 
     def is_ready(self) -> bool:
@@ -252,12 +247,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self.send_signal(signal.SIGKILL)
                 code = self.process.wait()
-        self._stop_watchdog()
-        self._kill_orphaned_stubs()
-        runtime.remove_shm(self.shm_prefix)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._clean_up()
         if self._own_work_dir and self.work_dir is not None and code is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         return code
@@ -270,20 +260,21 @@ class TritonServer:
             self.send_signal(signal.SIGKILL)
             code = self.process.wait()
             self.process = None
+        self._clean_up()
+        return code
+
+    def _clean_up(self) -> None:
+        """What a stopped or killed server leaves: its watchdog, backend stubs, shared memory and log."""
+        from diffusegae.server.supervisor import kill_stubs, stubs
+
         self._stop_watchdog()
-        self._kill_orphaned_stubs()
+        # A stub outlives a server killed by a signal (a stopped or busy one never notices its parent is
+        # gone): find this server's stubs by its shm prefix and SIGKILL them.
+        kill_stubs(stubs(shm_prefix=self.shm_prefix))
         runtime.remove_shm(self.shm_prefix)
         if self._log is not None:
             self._log.close()
             self._log = None
-        return code
-
-    def _kill_orphaned_stubs(self) -> None:
-        """A stub outlives a server killed by a signal (a stopped or busy one never notices its parent is
-        gone): find this server's stubs by its shm prefix and SIGKILL them."""
-        from diffusegae.server.supervisor import kill_stubs, stubs
-
-        kill_stubs(stubs(shm_prefix=self.shm_prefix))
 
     def restart(self) -> TritonServer:
         """Kill it and start it again on the same ports and repository, with a fresh shm prefix."""
@@ -342,12 +333,11 @@ def serve(
             started.append(server.start())
             if supervise:
                 supervisors.append(Supervisor(server).start())
-        urls = ",".join(server.url for server in started)
         for server in started:
             print(f"tritonserver {server.pid} serving {server.repository}: gRPC {server.url}, HTTP "
                   f"{server.http_url}", flush=True)  # fmt: skip
         if len(started) > 1:
-            print(f"replicas: {urls}", flush=True)
+            print(f"replicas: {','.join(server.url for server in started)}", flush=True)
         print("Ctrl-C stops " + ("it" if len(started) == 1 else "them"), flush=True)
         while True:
             if not supervisors:  # unsupervised, or stopping: the first exit ends the run

@@ -173,17 +173,9 @@ def renamed(tensor: TensorSpec, name: str) -> TensorSpec:
 
 def leaf_models(config: ModelConfig, backend: str = PYTHON_ORT) -> list[ModelSpec]:
     """The exported components as Triton models (python-backend over onnxruntime, or a native backend)."""
-    python = backend == PYTHON_ORT
+    served = {"backend": PYTHON, "module": "leaf"} if backend == PYTHON_ORT else {"backend": backend}
     return [
-        ModelSpec(
-            spec.name,
-            spec.inputs,
-            spec.outputs,
-            backend=PYTHON if python else backend,
-            module="leaf" if python else None,
-            max_batch=spec.profile.max,
-        )
-        for spec in specs_for(config)
+        ModelSpec(s.name, s.inputs, s.outputs, max_batch=s.profile.max, **served) for s in specs_for(config)
     ]
 
 
@@ -204,14 +196,9 @@ def prepare_model(config: ModelConfig, directions: tuple[str, ...] = ()) -> Mode
     """
     x0 = model_tensors(config)[X0]
     images = image_inputs(config)
-    values = [
-        STEPS_TENSOR,
-        SAMPLER_TENSOR,
-        SEED_TENSOR,
-        ALPHA_TENSOR,
-        *([ATTRIBUTES_TENSOR] if config.gae is not None else []),
-        *([DIRECTION_TENSOR, AMP_TENSOR] if directions else []),
-    ]
+    values = [STEPS_TENSOR, SAMPLER_TENSOR, SEED_TENSOR, ALPHA_TENSOR]
+    values += [ATTRIBUTES_TENSOR] if config.gae is not None else []
+    values += [DIRECTION_TENSOR, AMP_TENSOR] if directions else []
     inputs = (*(image_tensor(name) for name in images), *values)
     outputs = tuple(renamed(x0, named(X0, name)) for name in images)
     return ModelSpec(PREPARE, inputs, outputs, module="prepare", optional=tuple(t.name for t in inputs))
@@ -225,21 +212,16 @@ def python_models(config: ModelConfig, directions: tuple[str, ...] = ()) -> list
     models = [
         prepare_model(config, directions),
         ModelSpec(POSTPROCESS, (t[X0],), (image_tensor(IMAGE, s),), module="postprocess"),
-        ModelSpec(
-            INVERT,
-            (t[X0], t[Z_SEM], STEPS_TENSOR, SAMPLER_TENSOR),
-            (t[X_T],),
-            module="loop",
-            optional=(SAMPLER,),
-            queue_delay_us=LOOP_QUEUE_DELAY_US,
-        ),
-        ModelSpec(
-            DECODE,
-            (t[X_T], t[Z_SEM], STEPS_TENSOR, SAMPLER_TENSOR),
-            (t[X0],),
-            module="loop",
-            optional=(SAMPLER,),
-            queue_delay_us=LOOP_QUEUE_DELAY_US,
+        *(
+            ModelSpec(
+                name,
+                (t[start], t[Z_SEM], STEPS_TENSOR, SAMPLER_TENSOR),
+                (t[end],),
+                module="loop",
+                optional=(SAMPLER,),
+                queue_delay_us=LOOP_QUEUE_DELAY_US,
+            )
+            for name, start, end in ((INVERT, X0, X_T), (DECODE, X_T, X0))
         ),
         ModelSpec(
             MIX,

@@ -13,36 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from diffusegae.config import OBJECTIVE_FIELDS, TIMESTEP_SAMPLERS, WEIGHTINGS
-
-# flag name → train() keyword (argparse's dest is the same with dashes turned into underscores)
-_TRAIN_KEYWORDS = (
-    "checkpoint",
-    "stage",
-    "steps",
-    "batch_size",
-    "lr",
-    "preset",
-    "seed",
-    "threads",
-    "log_every",
-    "save_every",
-    "save_every_s",
-    "time_limit_s",
-    "device",
-    "amp",
-    "ema_decay",
-    "grad_clip",
-    "lambda_ss",
-    "lambda_ur",
-    "lambda_sc",
-    "gamma",
-    "stats_images",
-    "dataset_seed",
-    "quiet",
-    "data_workers",
-    *OBJECTIVE_FIELDS,
-)
+from diffusegae.config import TIMESTEP_SAMPLERS, WEIGHTINGS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -115,7 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Call train() with the flags that were given; returns the stage summary."""
     from diffusegae.train.loop import train
 
-    kwargs = {k: getattr(args, k) for k in _TRAIN_KEYWORDS if getattr(args, k, None) is not None}
+    # every flag's dest (its name with dashes turned into underscores) is the train() keyword
+    keywords = [action.dest for action in add_arguments(argparse.ArgumentParser(add_help=False))._actions]
+    kwargs = {k: getattr(args, k) for k in keywords if getattr(args, k, None) is not None}
     return train(kwargs.pop("checkpoint"), **kwargs)
 
 
