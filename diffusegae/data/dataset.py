@@ -19,15 +19,18 @@ _OBJ_RADIUS = 0.58  # object radius in normalised image units (the image spans [
 _OUTLINE_PX = 1.2  # dark outline width in output pixels: keeps objects apart from any scene
 _MARKER_TAN = np.tan(np.deg2rad(22.0))  # half-width of the pose wedge: 44 deg, just over one pose step
 
-# name, body colour, marker colour (marker contrasts with the body so the pose wedge always shows)
+# name, body colour. The pose marker is one colour on every body: a marker whose colour came with the
+# identity (white on four bodies, black on the star and the ring) vanished halfway through an identity
+# interpolation between the two kinds (grey on a blended body), so pose was lost with identity.
 _IDENTITIES = (
-    ("disc", (215, 35, 35), (250, 250, 250)),
-    ("square", (35, 75, 215), (250, 250, 250)),
-    ("triangle", (40, 165, 55), (250, 250, 250)),
-    ("star", (245, 205, 25), (25, 25, 25)),
-    ("cross", (195, 45, 195), (250, 250, 250)),
-    ("ring", (30, 195, 210), (25, 25, 25)),
+    ("disc", (215, 35, 35)),
+    ("square", (35, 75, 215)),
+    ("triangle", (40, 165, 55)),
+    ("star", (245, 205, 25)),
+    ("cross", (195, 45, 195)),
+    ("ring", (30, 195, 210)),
 )
+_MARKER = np.array((250, 250, 250), np.float32)  # far from every body in RGB (>= 200 in some channel)
 _OUTLINE = np.array((18, 18, 22), np.float32)
 
 # Scenes, muted so the saturated objects stand out: (kind, params, colour a, colour b).
@@ -217,11 +220,11 @@ class AttributeDataset:
         marker = body & (np.abs(v) < _MARKER_TAN * u) & (u * u + v * v > 0.08**2)
         a_out, a_body, a_mark = (_downsample(m.astype(np.float32), self._ss) for m in (outline, body, marker))
 
-        _, body_col, mark_col = _IDENTITIES[identity]
+        body_col = np.asarray(_IDENTITIES[identity][1], np.float32)
         img = self._background(background) * (1.0 - a_out)[..., None]
         img += _OUTLINE * (a_out - a_body)[..., None]
-        img += np.asarray(body_col, np.float32) * (a_body - a_mark)[..., None]
-        img += np.asarray(mark_col, np.float32) * a_mark[..., None]
+        img += body_col * (a_body - a_mark)[..., None]
+        img += _MARKER * a_mark[..., None]
         img *= np.float32(bright)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 

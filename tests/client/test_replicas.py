@@ -66,6 +66,12 @@ def second_server(tmp_path_factory, checkpoint):
 def test_bench_over_two_replicas_reports_each_ones_share(server, second_server, tmp_path, capsys):
     from diffusegae.cli import main
 
+    # both warm first: a cold replica keeps its first (slow) requests in flight, and least outstanding
+    # then rightly sends every other request to the warm one
+    images = dataset_images(2, seed=5)
+    for replica in (server, second_server):
+        with Client(replica.url, timeout=120) as client:
+            client.edit(images[:1], images[1:], "pose", steps=2)
     urls = f"{server.url},{second_server.url}"
     flags = ["--op", "edit", "--steps", "2", "--concurrency", "4", "--requests", "20", "--warmup", "4"]
     assert main(["bench", "--server", urls, *flags, "--out", str(tmp_path)]) == 0

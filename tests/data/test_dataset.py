@@ -204,3 +204,13 @@ def test_group_sampler_skips_centres_without_partners() -> None:
     allowed = set(ds.split("train"))
     for _ in range(200):
         check_group_values(gs.sample_values(), allowed)
+
+
+def test_pose_marker_is_one_colour_on_every_identity(ds32: AttributeDataset) -> None:
+    # On a dark flat scene the marker is the brightest thing; its colour must not tell the identity, or an
+    # identity interpolation between two marker colours blends the marker away (and the pose with it).
+    brightest = []
+    for i in range(6):
+        img = AttributeDataset(64).render((i, 0, 0), seed=SEED).reshape(-1, 3).astype(int)
+        brightest.append(img[img.sum(1).argmax()])
+    assert np.abs(np.array(brightest) - brightest[0]).max() <= 8, brightest
