@@ -38,13 +38,11 @@ def finite(name: str, x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def model_images(name: str, x: np.ndarray, size: int) -> np.ndarray:
-    """float [B, 3, size, size] images in model space ([-1, 1]), finite, as float32."""
+def model_images(name: str, x: np.ndarray, size: int, what: str = "in [-1,1] (model space)") -> np.ndarray:
+    """float [B, 3, size, size] images in model space ([-1, 1]; or `what` they are), finite, as float32."""
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != (3, size, size):
-        raise RequestError(
-            f"{name} must be float32 [B,3,{size},{size}] in [-1,1] (model space), got shape {x.shape}"
-        )
+        raise RequestError(f"{name} must be float32 [B,3,{size},{size}] {what}, got shape {x.shape}")
     return finite(name, x)
 
 

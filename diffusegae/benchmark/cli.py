@@ -210,7 +210,7 @@ async def sweep(
 
         async def send() -> None:
             call = next(turn)
-            await client.infer(call.model, call.inputs, call.output)
+            await client.send(call)
 
         async def mark() -> tuple[server_stats.Snapshot, server_stats.LoopCounters]:
             return await asyncio.to_thread(lambda: (stats.snapshot(), stats.loop_counters()))

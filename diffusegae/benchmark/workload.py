@@ -18,7 +18,9 @@ from diffusegae.client.calls import Call
 from diffusegae.config import ModelConfig
 from diffusegae.server.specs import (
     EDIT,
+    EDIT_INVERTED,
     INTERPOLATE,
+    INVERSION,
     MANIPULATE,
     PARAM_DIRECTIONS,
     PARAM_MODEL_CONFIG,
@@ -27,8 +29,8 @@ from diffusegae.server.specs import (
     RECONSTRUCT,
 )
 
-OPS = (EDIT, RECONSTRUCT, RECOMBINE, INTERPOLATE, MANIPULATE)
-GAE_OPS = (EDIT, RECOMBINE)
+OPS = (EDIT, RECONSTRUCT, RECOMBINE, INTERPOLATE, MANIPULATE, INVERSION, EDIT_INVERTED)
+GAE_OPS = (EDIT, RECOMBINE, EDIT_INVERTED)
 MANIPULATE_AMP = 0.3
 
 
@@ -102,5 +104,23 @@ def request(
         return calls.edit(images[0], images[1], attributes[1:2], steps, sampler)
     if op == RECOMBINE:
         return calls.recombine(dict(zip(attributes, images, strict=True)), steps, seed, sampler)
+    if op == INVERSION:
+        return calls.inversion(images[0], steps, sampler)
+    if op == EDIT_INVERTED:  # a repeat edit: the source's inversion is what the application kept
+        return calls.edit_inverted(
+            _inversion(config, batch, steps, seed, sampler), images[1], attributes[1:2]
+        )
     # every attribute named (what the server does when none are): the same tensors perf_analyzer sends
     return calls.interpolate(images[0], images[1], 0.5, attributes, steps, sampler)
+
+
+def _inversion(
+    config: ModelConfig, batch: int, steps: int, seed: int, sampler: str | None
+) -> calls.Inversion:
+    """A stand-in for what `inversion` answers (seeded, the right shapes): the edit's work does not depend
+    on the values, so the benchmark need not run an inversion first."""
+    rng = np.random.default_rng(seed)
+    size = config.image_size
+    z_sem = rng.standard_normal((batch, config.gae.in_channels), dtype=np.float32)
+    x_T = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+    return calls.Inversion(z_sem, x_T, steps, sampler)

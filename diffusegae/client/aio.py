@@ -27,7 +27,8 @@ class AsyncClient(Ops[Awaitable[np.ndarray]]):
             with self._replica() as grpc:  # held until the answer arrives
                 return await grpc.infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
 
-        return (await self.retry.acall(attempt)).as_numpy(call.output)
+        result = await self.retry.acall(attempt)
+        return call.result({name: result.as_numpy(name) for name in call.outputs})
 
     async def is_ready(self) -> bool:
         for replica in self.replicas.replicas:

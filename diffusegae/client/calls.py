@@ -6,14 +6,14 @@ far as the wire needs (an integer must be an integer); the server checks the res
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from diffusegae import latents
-from diffusegae.export.specs import TensorSpec
+from diffusegae.export.specs import X_T, Z_SEM, TensorSpec
 from diffusegae.server.specs import (
     ALPHA_TENSOR,
     AMP,
@@ -21,10 +21,12 @@ from diffusegae.server.specs import (
     ATTRIBUTES,
     DIRECTION,
     EDIT,
+    EDIT_INVERTED,
     IMAGE,
     IMAGE_A,
     IMAGE_B,
     INTERPOLATE,
+    INVERSION,
     MANIPULATE,
     OUTPUT,
     RECOMBINE,
@@ -46,6 +48,28 @@ class Call:
     model: str
     inputs: dict[str, np.ndarray]
     output: str = OUTPUT
+    more: tuple[str, ...] = ()  # further outputs to ask for
+    # what the op returns, from its outputs by name (None: the `output` array)
+    answer: Callable[[dict[str, np.ndarray]], Any] | None = None
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.output, *self.more)
+
+    def result(self, arrays: dict[str, np.ndarray]) -> Any:
+        return arrays[self.output] if self.answer is None else self.answer(arrays)
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A source as `inversion` answered it: what `edit_inverted` edits from, as often as wanted (the encoder
+    and the inversion loop are not run again). Keep it with the image: it is only valid for the checkpoint,
+    step count and sampler it was made with."""
+
+    z_sem: np.ndarray  # float32 [B, 512]
+    x_T: np.ndarray  # float32 [B, 3, H, W]
+    steps: int
+    sampler: str | None = None
 
 
 def images(value: Image) -> np.ndarray:
@@ -141,3 +165,29 @@ def manipulate(
     name = np.array([[str(direction).encode("utf-8")]] * n, dtype=object).reshape(n, 1)
     inputs = {IMAGE: x, DIRECTION: name, AMP: per_row(AMP_TENSOR, amp, n)}
     return Call(MANIPULATE, {**inputs, **loop_values(steps, sampler, n)})
+
+
+def inversion(image: Image, steps: int, sampler: str | None = None) -> Call:
+    x = images(image)
+    return Call(
+        INVERSION,
+        {IMAGE: x, **loop_values(steps, sampler, len(x))},
+        output=Z_SEM,
+        more=(X_T,),
+        answer=lambda out: Inversion(out[Z_SEM], out[X_T], steps, sampler),
+    )
+
+
+def edit_inverted(
+    source: Inversion, reference: Image, swap: str | Sequence[str], steps: int | None = None
+) -> Call:
+    """edit from an Inversion; decoding with its own steps and sampler unless `steps` says otherwise."""
+    if not isinstance(source, Inversion):
+        raise TypeError(f"edit_inverted takes the Inversion that client.invert returned, not {type(source)}")
+    ref = images(reference)
+    n = len(source.z_sem)
+    if len(ref) == 1:
+        ref = latents.one_for_each(ref, n)
+    inputs = {Z_SEM: source.z_sem, X_T: source.x_T, REFERENCE: ref, ATTRIBUTES: attribute_names(swap, n)}
+    values = loop_values(source.steps if steps is None else steps, source.sampler, n)
+    return Call(EDIT_INVERTED, {**inputs, **values})

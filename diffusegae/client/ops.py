@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from diffusegae.client import calls
-from diffusegae.client.calls import Call, Image
+from diffusegae.client.calls import Call, Image, Inversion
 from diffusegae.client.errors import Retry, ServerError
 from diffusegae.client.replicas import Replicas, endpoints
 from diffusegae.server.specs import OUTPUT
@@ -29,7 +29,7 @@ def infer_args(call: Call) -> tuple[list[grpcclient.InferInput], list[grpcclient
         tensor = grpcclient.InferInput(name, list(array.shape), _datatype(name, array))
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
-    return inputs, [grpcclient.InferRequestedOutput(call.output)]
+    return inputs, [grpcclient.InferRequestedOutput(name) for name in call.outputs]
 
 
 def _datatype(name: str, array: np.ndarray) -> str:
@@ -101,6 +101,10 @@ class Ops(Generic[R]):
         """Send tensors as they are to any model of the server (an op, or e.g. `invert`) → one output."""
         return self._infer(Call(model, dict(inputs), output))
 
+    def send(self, call: Call) -> R:
+        """One request as built by `diffusegae.client.calls` (every output it names) → what the op returns."""
+        return self._infer(call)
+
     def reconstruct(self, images: Image, steps: int = 20, sampler: str | None = None) -> R:
         """encode → invert → decode: uint8 [B,H,W,3] images back through the model."""
         return self._infer(calls.reconstruct(images, steps, sampler))
@@ -115,6 +119,17 @@ class Ops(Generic[R]):
     ) -> R:
         """Take the `swap` attributes from `reference` (one image, or one per source), keep the rest."""
         return self._infer(calls.edit(source, reference, swap, steps, sampler))
+
+    def invert(self, images: Image, steps: int = 20, sampler: str | None = None) -> R:
+        """encode → invert once: an Inversion (z_sem, x_T) to edit from many times with `edit_inverted`."""
+        return self._infer(calls.inversion(images, steps, sampler))
+
+    def edit_inverted(
+        self, source: Inversion, reference: Image, swap: str | Sequence[str], steps: int | None = None
+    ) -> R:
+        """`edit` from an Inversion of the source: the same output, without encoding and inverting it again
+        (decoded with the inversion's steps and sampler unless `steps` is given)."""
+        return self._infer(calls.edit_inverted(source, reference, swap, steps))
 
     def recombine(
         self, parts: Mapping[str, Image], steps: int = 20, seed: int = 0, sampler: str | None = None

@@ -26,7 +26,8 @@ class Client(Ops[np.ndarray]):
             with self._replica() as grpc:
                 return grpc.infer(call.model, inputs, outputs=outputs, client_timeout=self.timeout)
 
-        return self.retry.call(attempt).as_numpy(call.output)
+        result = self.retry.call(attempt)
+        return call.result({name: result.as_numpy(name) for name in call.outputs})
 
     def image_size(self, op: str = EDIT) -> int:
         """The served checkpoint's image size, read from an op's metadata (its output [B, size, size, 3])."""

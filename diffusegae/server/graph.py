@@ -16,6 +16,10 @@ to model space, so that every later step waits for it and a bad request fails be
                  → lerp codes [→ gae_decode], slerp x_T ──────────────────────────────────→ decode → …
     manipulate   image → prepare → encoder → steer(direction, amp) ──────────────────┐
                                      └──── invert (with the image's own z_sem) → x_T ┴→ decode → …
+    inversion    image → prepare → encoder → invert → z_sem, x_T (kept by the application)
+    edit_inverted  z_sem, x_T of a source, reference → prepare → encoder(reference) → gae_encode ×2 → swap
+                 → gae_decode, the sent x_T ──────────────────────────────────────────────→ decode → …
+                 (the same as edit on the source, without its encoder and inversion)
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from diffusegae.server.specs import (
     DIRECTION,
     DIRECTION_TENSOR,
     EDIT,
+    EDIT_INVERTED,
     ENSEMBLE,
     IMAGE,
     IMAGE_A,
     IMAGE_B,
     INTERPOLATE,
+    INVERSION,
     INVERT,
     MANIPULATE,
     MIX,
@@ -59,7 +65,10 @@ from diffusegae.server.specs import (
     SWAP,
     ModelSpec,
     Step,
+    checked,
+    code_inputs,
     image_tensor,
+    model_tensors,
     named,
     pair,
 )
@@ -74,12 +83,12 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> Step:
 
 
 def _prepare(inputs: list[TensorSpec], roles: dict[str, str]) -> Step:
-    """All the op's inputs → prepare → <role>.x0 for each image (roles: image input → role)."""
-    return _step(
-        PREPARE,
-        {t.name: t.name for t in inputs},
-        {named(X0, image): _t(role, X0) for image, role in roles.items()},
-    )
+    """All the op's inputs → prepare → <role>.x0 for each image (roles: image input → role), and the
+    checked copy of each latent input (roles: latent input → the ensemble tensor later steps read)."""
+    latents = [t.name for t in inputs if t.dtype != "uint8" and t.name in roles]  # in input order
+    outputs = {named(X0, image): _t(role, X0) for image, role in roles.items() if image not in latents}
+    outputs |= {checked(name): roles[name] for name in latents}
+    return _step(PREPARE, {t.name: t.name for t in inputs}, outputs)
 
 
 def _encode(role: str) -> Step:
@@ -117,13 +126,14 @@ def _ensemble(
     roles: dict[str, str],
     steps: list[Step],
     optional: tuple[str, ...] = (),
+    outputs: tuple[TensorSpec, ...] | None = None,
 ) -> ModelSpec:
-    """An op: its inputs plus the optional sampler, prepare first, then `steps`."""
+    """An op: its inputs plus the optional sampler, prepare first, then `steps`; its output the image."""
     inputs = [*inputs, SAMPLER_TENSOR]
     return ModelSpec(
         name,
         tuple(inputs),
-        (image_tensor(OUTPUT, config.image_size),),
+        outputs or (image_tensor(OUTPUT, config.image_size),),
         backend=ENSEMBLE,
         steps=(_prepare(inputs, roles), *steps),
         optional=(*optional, SAMPLER),
@@ -135,11 +145,10 @@ def reconstruct(config: ModelConfig) -> ModelSpec:
     return _ensemble(config, RECONSTRUCT, [image_tensor(IMAGE), STEPS_TENSOR], {IMAGE: IMAGE}, steps)
 
 
-def edit(config: ModelConfig) -> ModelSpec:
+def _swap() -> list[Step]:
+    """Both z_sem → the edited z_sem ("mixed"): the swapped attributes from the reference, the rest kept."""
     z_src, z_ref = pair(Z_DIS)
-    steps = [
-        _encode(SOURCE),
-        _encode(REFERENCE),
+    return [
         _disentangle(SOURCE),
         _disentangle(REFERENCE),
         _step(
@@ -148,11 +157,39 @@ def edit(config: ModelConfig) -> ModelSpec:
             {Z_DIS: _t("mixed", Z_DIS)},
         ),
         _entangle("mixed"),
+    ]
+
+
+def edit(config: ModelConfig) -> ModelSpec:
+    steps = [
+        _encode(SOURCE),
+        _encode(REFERENCE),
+        *_swap(),
         _invert(SOURCE),
         *_finish(_t(SOURCE, X_T), _t("mixed", Z_SEM)),
     ]
     inputs = [image_tensor(SOURCE), image_tensor(REFERENCE), ATTRIBUTES_TENSOR, STEPS_TENSOR]
     return _ensemble(config, EDIT, inputs, {SOURCE: SOURCE, REFERENCE: REFERENCE}, steps)
+
+
+def inversion(config: ModelConfig) -> ModelSpec:
+    """What edit_inverted starts from: the image's z_sem and its inverted x_T (the public outputs)."""
+    t = model_tensors(config)
+    steps = [
+        _step(ENCODER, {X0: _t(IMAGE, X0)}, {Z_SEM: Z_SEM}),
+        _step(INVERT, {X0: _t(IMAGE, X0), Z_SEM: Z_SEM, **LOOP_VALUES}, {X_T: X_T}),
+    ]
+    inputs = [image_tensor(IMAGE), STEPS_TENSOR]
+    return _ensemble(config, INVERSION, inputs, {IMAGE: IMAGE}, steps, outputs=(t[Z_SEM], t[X_T]))
+
+
+def edit_inverted(config: ModelConfig) -> ModelSpec:
+    """edit, from a source's inversion: its z_sem and x_T (what `inversion` answered) instead of the image."""
+    latents = code_inputs(config)
+    roles = {REFERENCE: REFERENCE, Z_SEM: _t(SOURCE, Z_SEM), X_T: _t(SOURCE, X_T)}
+    steps = [_encode(REFERENCE), *_swap(), *_finish(_t(SOURCE, X_T), _t("mixed", Z_SEM))]
+    inputs = [*latents, image_tensor(REFERENCE), ATTRIBUTES_TENSOR, STEPS_TENSOR]
+    return _ensemble(config, EDIT_INVERTED, inputs, roles, steps)
 
 
 def recombine(config: ModelConfig) -> ModelSpec:
@@ -204,10 +241,13 @@ def manipulate(config: ModelConfig) -> ModelSpec:
 
 
 def ensembles(config: ModelConfig, directions: tuple[str, ...] = ()) -> list[ModelSpec]:
-    """The public ops of a checkpoint; edit and recombine need a GAE, manipulate attribute directions."""
+    """The public ops of a checkpoint; edit, recombine and edit_inverted need a GAE, manipulate attribute
+    directions."""
     ops = [reconstruct(config), interpolate(config)]
+    ops.append(inversion(config))
     if config.gae is not None:
         ops[1:1] = [edit(config), recombine(config)]
+        ops.append(edit_inverted(config))
     if directions:
         ops.append(manipulate(config))
     return ops

@@ -40,6 +40,9 @@ EDIT = "edit"
 RECOMBINE = "recombine"
 INTERPOLATE = "interpolate"
 MANIPULATE = "manipulate"  # only for checkpoints with attribute directions
+# invert once, edit many times: an application keeps a source's (z_sem, x_T) and edits from them later
+INVERSION = "inversion"  # image → z_sem, x_T
+EDIT_INVERTED = "edit_inverted"  # z_sem, x_T of a source + reference → the edit (GAE checkpoints)
 
 # ---- tensor names (the public ones are the wire contract of the client) ----
 IMAGE = "image"
@@ -187,8 +190,20 @@ def image_inputs(config: ModelConfig) -> list[str]:
     return names
 
 
+def code_inputs(config: ModelConfig) -> list[TensorSpec]:
+    """The latent inputs of the public ops (edit_inverted's z_sem and x_T of a source); none without a GAE."""
+    t = model_tensors(config)
+    return [t[Z_SEM], t[X_T]] if config.gae is not None else []
+
+
+def checked(name: str) -> str:
+    """prepare's output for a latent input it checked (the later steps read this, not the raw input)."""
+    return named(name, "checked")
+
+
 def prepare_model(config: ModelConfig, directions: tuple[str, ...] = ()) -> ModelSpec:
-    """prepare: any of the ops' images and values in (all optional), x0_<image> out for each image sent.
+    """prepare: any of the ops' images, latents and values in (all optional), x0_<image> out for each image
+    sent and <latent>_checked for each latent sent.
 
     Every ensemble runs it first on all its inputs, so a bad value fails the request before any other step
     has started (Triton 2.51 leaves an ensemble request in flight forever when a step fails while a sibling
@@ -196,11 +211,15 @@ def prepare_model(config: ModelConfig, directions: tuple[str, ...] = ()) -> Mode
     """
     x0 = model_tensors(config)[X0]
     images = image_inputs(config)
+    latents = code_inputs(config)
     values = [STEPS_TENSOR, SAMPLER_TENSOR, SEED_TENSOR, ALPHA_TENSOR]
     values += [ATTRIBUTES_TENSOR] if config.gae is not None else []
     values += [DIRECTION_TENSOR, AMP_TENSOR] if directions else []
-    inputs = (*(image_tensor(name) for name in images), *values)
-    outputs = tuple(renamed(x0, named(X0, name)) for name in images)
+    inputs = (*(image_tensor(name) for name in images), *latents, *values)
+    outputs = (
+        *(renamed(x0, named(X0, name)) for name in images),
+        *(renamed(t, checked(t.name)) for t in latents),
+    )
     return ModelSpec(PREPARE, inputs, outputs, module="prepare", optional=tuple(t.name for t in inputs))
 
 

@@ -116,7 +116,16 @@ def test_perf_analyzer_input_data_is_accepted_by_the_server(server, checkpoint, 
                 array = np.array(content, dtype=dtype).reshape([1, *tensor["shape"]])
                 inputs.append(grpcclient.InferInput(name, list(array.shape), dtypes[name]))
                 inputs[-1].set_data_from_numpy(array)
-            output = grpc.infer(op, inputs).as_numpy("output")
+            result = grpc.infer(op, inputs)
+            if op == "inversion":  # the latents of the image, not an image
+                assert result.as_numpy("z_sem").shape == (1, 512) and result.as_numpy("x_t").shape == (
+                    1,
+                    3,
+                    32,
+                    32,
+                )
+                continue
+            output = result.as_numpy("output")
             assert output.shape == (1, 32, 32, 3) and output.dtype == np.uint8, op
     finally:
         grpc.close()
@@ -157,5 +166,6 @@ def test_write_input_data_prints_the_perf_analyzer_lines(tmp_path, capsys):
         in out
     )
     assert sorted(p.name for p in (tmp_path / "pa").iterdir()) == [
-        "edit.json", "interpolate.json", "recombine.json", "reconstruct.json"
+        "edit.json", "edit_inverted.json", "interpolate.json", "inversion.json", "recombine.json",
+        "reconstruct.json",
     ]  # fmt: skip

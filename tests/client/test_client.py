@@ -46,6 +46,24 @@ def test_calls_build_the_wire_tensors(images):
     assert calls.edit(images[:1], images[1:2], [], 20).inputs["attributes"].shape == (1, 0)
 
 
+def test_an_inversion_is_sent_as_latents_with_its_own_steps_and_sampler(images):
+    call = calls.inversion(images[:2], 10, "dpmpp2m")
+    assert call.model == "inversion" and call.outputs == ("z_sem", "x_t")
+    z_sem, x_T = np.ones((2, 512), np.float32), np.zeros((2, 3, 32, 32), np.float32)
+    inversion = call.result({"z_sem": z_sem, "x_t": x_T})
+    assert (inversion.steps, inversion.sampler) == (10, "dpmpp2m") and inversion.z_sem is z_sem
+    edit = calls.edit_inverted(inversion, images[3], "pose")
+    assert edit.model == "edit_inverted" and edit.inputs["x_t"] is x_T
+    assert edit.inputs["reference"].shape == (2, 32, 32, 3)  # one reference for every source
+    assert (
+        edit.inputs["steps"].tolist() == [[10], [10]]
+        and edit.inputs["sampler"].tolist() == [[b"dpmpp2m"]] * 2
+    )
+    assert calls.edit_inverted(inversion, images[3], "pose", steps=5).inputs["steps"].tolist() == [[5], [5]]
+    with pytest.raises(TypeError, match="the Inversion that client"):
+        calls.edit_inverted(images[0], images[3], "pose")
+
+
 def test_pil_images_and_lists_become_batches(images):
     pil = Image.fromarray(images[0]).convert("RGBA")
     np.testing.assert_array_equal(calls.images(pil), images[:1])

@@ -51,6 +51,22 @@ def reconstruct(**changes):
     return "reconstruct", {IMAGE: IMG[:1], STEPS: steps(2)} | changes
 
 
+def edit_inverted(**changes):
+    rows = len(changes.get("x_t", [0]))
+    return "edit_inverted", {
+        "z_sem": np.zeros((rows, 512), np.float32),
+        "x_t": np.zeros((rows, 3, 32, 32), np.float32),
+        REFERENCE: np.repeat(IMG[1:], rows, axis=0),
+        ATTRIBUTES: names(b"pose", n=rows),
+        STEPS: steps(2, rows),
+    } | changes
+
+
+def _nan_row(x):
+    x[-1, 0, 0, 0] = np.nan
+    return x
+
+
 def edit(**changes):
     return "edit", {
         SOURCE: IMG[:1],
@@ -159,6 +175,14 @@ MALFORMED = {
             },
         ),
         "unknown sampler 'plms'",
+    ),
+    "NaN in an inversion's x_T": (
+        edit_inverted(x_t=_nan_row(np.zeros((2, 3, 32, 32), np.float32))),
+        "x_t contains NaN",
+    ),
+    "z_sem of another width": (
+        edit_inverted(z_sem=np.zeros((1, 100), np.float32)),
+        "unexpected shape for input 'z_sem'",
     ),
     "timestep 1000 (unet)": (
         (

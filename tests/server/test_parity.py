@@ -35,6 +35,18 @@ def test_edit_with_one_reference_for_every_source(client, pipeline, images):
     assert_same_images(client.edit(source, reference, swap="pose", steps=STEPS), want)
 
 
+def test_an_inversion_is_edited_as_the_source_itself(client, pipeline, images):
+    """invert once, edit from it with two references: each equals edit on the source image."""
+    source = images[:2]
+    inversion = client.invert(source, steps=STEPS)
+    z_sem = pipeline.encode(to_model(source))
+    np.testing.assert_allclose(inversion.z_sem, z_sem, atol=1e-4)
+    np.testing.assert_allclose(inversion.x_T, pipeline.invert(to_model(source), z_sem, STEPS), atol=1e-3)
+    for reference, swap in ((images[2:4], ["background"]), (images[5], ["identity", "pose"])):
+        want = to_uint8(pipeline.edit(to_model(source), to_model(reference), swap=swap, steps=STEPS))
+        assert_same_images(client.edit_inverted(inversion, reference, swap=swap), want)
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_recombine(client, pipeline, images, seed):
     parts = {"identity": images[:2], "background": images[2:4], "pose": images[4:6]}

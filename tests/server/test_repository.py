@@ -21,7 +21,7 @@ from diffusegae.server.repository import build_repository, generated_files, repo
 from diffusegae.server.specs import leaf_models, python_models
 
 DIFFAE = dataclasses.replace(preset("tiny32"), name="tiny32-diffae", gae=None)
-GAE_ONLY = {"gae_encode", "gae_decode", "swap", "combine", "edit", "recombine"}
+GAE_ONLY = {"gae_encode", "gae_decode", "swap", "combine", "edit", "recombine", "edit_inverted"}
 
 
 def _configs(repo: Path) -> dict[str, model_config_pb2.ModelConfig]:
@@ -50,7 +50,7 @@ def test_every_config_is_a_valid_triton_model_config(checkpoint, tmp_path):
     configs = _configs(build_repository(checkpoint, tmp_path))
     assert set(configs) == {m.name for m in leaf_models(preset("tiny32"))} | {
         "prepare", "postprocess", "invert", "decode", "mix", "swap", "combine",
-        "reconstruct", "edit", "recombine", "interpolate",
+        "reconstruct", "edit", "recombine", "interpolate", "inversion", "edit_inverted",
     }  # fmt: skip
     assert configs["invert"].dynamic_batching.max_queue_delay_microseconds > 0
     assert configs["unet"].input[1].reshape.shape == []  # t: [B] in the model, [B,1] on the wire
@@ -88,6 +88,7 @@ def test_plain_diffae_gets_no_gae_models(diffae_checkpoint, tmp_path):
     assert names == {"encoder", "unet", "prepare", "postprocess", "invert", "decode", "mix"} | {
         "reconstruct",
         "interpolate",
+        "inversion",
     }
     assert not names & GAE_ONLY
 
@@ -144,7 +145,7 @@ def test_build_repo_command(checkpoint, tmp_path, capsys):
         ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "r"), "--threads", "2"]
     )
     assert run_build_repo(args) == 0
-    assert "15 models" in capsys.readouterr().out
+    assert "17 models" in capsys.readouterr().out
     assert _configs(tmp_path / "r")["unet"].parameters["threads"].string_value == "2"
 
 
