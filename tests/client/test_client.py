@@ -137,6 +137,8 @@ def test_async_client_runs_every_op_concurrently_like_the_sync_one(server, clien
             )
             with pytest.raises(ServerError, match="cannot be spaced with an integer stride"):
                 await aclient.reconstruct(a, steps=700)
+            inversion = await aclient.invert(a, steps=STEPS)  # several outputs, one answer
+            results.append(await aclient.edit_inverted(inversion, b, swap=["background"]))
             return results
 
     results = asyncio.run(run())
@@ -145,6 +147,7 @@ def test_async_client_runs_every_op_concurrently_like_the_sync_one(server, clien
         client.edit(a, b, swap=["background"], steps=STEPS),
         client.recombine(parts, steps=STEPS, seed=5),
         client.interpolate(a, b, 0.5, attributes=["identity", "pose"], steps=STEPS),
+        client.edit(a, b, swap=["background"], steps=STEPS),
     ]
     for got, expected in zip(results, want, strict=True):
         assert_same_images(got, expected)
