@@ -27,6 +27,7 @@ from diffusegae.server.specs import (
     PREPARE,
     RECOMBINE,
     RECONSTRUCT,
+    code_inputs,
 )
 
 OPS = (EDIT, RECONSTRUCT, RECOMBINE, INTERPOLATE, MANIPULATE, INVERSION, EDIT_INVERTED)
@@ -120,7 +121,5 @@ def _inversion(
     """A stand-in for what `inversion` answers (seeded, the right shapes): the edit's work does not depend
     on the values, so the benchmark need not run an inversion first."""
     rng = np.random.default_rng(seed)
-    size = config.image_size
-    z_sem = rng.standard_normal((batch, config.gae.in_channels), dtype=np.float32)
-    x_T = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+    z_sem, x_T = (rng.standard_normal((batch, *t.shape[1:]), dtype=np.float32) for t in code_inputs(config))
     return calls.Inversion(z_sem, x_T, steps, sampler)

@@ -82,12 +82,11 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> Step:
     return Step(model, tuple(inputs.items()), tuple(outputs.items()))
 
 
-def _prepare(inputs: list[TensorSpec], roles: dict[str, str]) -> Step:
+def _prepare(inputs: list[TensorSpec], roles: dict[str, str], latents: dict[str, str]) -> Step:
     """All the op's inputs → prepare → <role>.x0 for each image (roles: image input → role), and the
-    checked copy of each latent input (roles: latent input → the ensemble tensor later steps read)."""
-    latents = [t.name for t in inputs if t.dtype != "uint8" and t.name in roles]  # in input order
-    outputs = {named(X0, image): _t(role, X0) for image, role in roles.items() if image not in latents}
-    outputs |= {checked(name): roles[name] for name in latents}
+    checked copy of each latent input (latents: latent input → the ensemble tensor later steps read)."""
+    outputs = {named(X0, image): _t(role, X0) for image, role in roles.items()}
+    outputs |= {checked(name): tensor for name, tensor in latents.items()}
     return _step(PREPARE, {t.name: t.name for t in inputs}, outputs)
 
 
@@ -127,15 +126,17 @@ def _ensemble(
     steps: list[Step],
     optional: tuple[str, ...] = (),
     outputs: tuple[TensorSpec, ...] | None = None,
+    latents: dict[str, str] | None = None,
 ) -> ModelSpec:
-    """An op: its inputs plus the optional sampler, prepare first, then `steps`; its output the image."""
+    """An op: its inputs plus the optional sampler, prepare first, then `steps`; its output the image
+    unless `outputs` says otherwise."""
     inputs = [*inputs, SAMPLER_TENSOR]
     return ModelSpec(
         name,
         tuple(inputs),
         outputs or (image_tensor(OUTPUT, config.image_size),),
         backend=ENSEMBLE,
-        steps=(_prepare(inputs, roles), *steps),
+        steps=(_prepare(inputs, roles, latents or {}), *steps),
         optional=(*optional, SAMPLER),
     )
 
@@ -185,11 +186,10 @@ def inversion(config: ModelConfig) -> ModelSpec:
 
 def edit_inverted(config: ModelConfig) -> ModelSpec:
     """edit, from a source's inversion: its z_sem and x_T (what `inversion` answered) instead of the image."""
-    latents = code_inputs(config)
-    roles = {REFERENCE: REFERENCE, Z_SEM: _t(SOURCE, Z_SEM), X_T: _t(SOURCE, X_T)}
+    latents = {Z_SEM: _t(SOURCE, Z_SEM), X_T: _t(SOURCE, X_T)}
     steps = [_encode(REFERENCE), *_swap(), *_finish(_t(SOURCE, X_T), _t("mixed", Z_SEM))]
-    inputs = [*latents, image_tensor(REFERENCE), ATTRIBUTES_TENSOR, STEPS_TENSOR]
-    return _ensemble(config, EDIT_INVERTED, inputs, roles, steps)
+    inputs = [*code_inputs(config), image_tensor(REFERENCE), ATTRIBUTES_TENSOR, STEPS_TENSOR]
+    return _ensemble(config, EDIT_INVERTED, inputs, {REFERENCE: REFERENCE}, steps, latents=latents)
 
 
 def recombine(config: ModelConfig) -> ModelSpec:
@@ -243,11 +243,9 @@ def manipulate(config: ModelConfig) -> ModelSpec:
 def ensembles(config: ModelConfig, directions: tuple[str, ...] = ()) -> list[ModelSpec]:
     """The public ops of a checkpoint; edit, recombine and edit_inverted need a GAE, manipulate attribute
     directions."""
-    ops = [reconstruct(config), interpolate(config)]
-    ops.append(inversion(config))
-    if config.gae is not None:
-        ops[1:1] = [edit(config), recombine(config)]
-        ops.append(edit_inverted(config))
+    gae = config.gae is not None
+    ops = [reconstruct(config), *((edit(config), recombine(config)) if gae else ()), interpolate(config)]
+    ops += [inversion(config), *((edit_inverted(config),) if gae else ())]
     if directions:
         ops.append(manipulate(config))
     return ops
