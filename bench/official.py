@@ -11,13 +11,18 @@ swap is a 100-d MLP, left out on both sides). Official: `model.encoder`, `ddim_r
 `ddim_sample_loop` of SpacedDiffusionBeatGans on Diff-AE's own DDIM spacing (`space_timesteps(1000,
 "ddimS")`, clip_denoised=True), eager. Ours: the pipeline on each engine. Timings are medians of
 interleaved repeats; the max |difference| of each output from the official one is recorded beside them.
+The official code runs in a child process of its own, as a user runs it: glibc's malloc defaults, which
+our torch engine changes for its process (diffusegae.engines.allocator); `--official-allocator kept`
+gives the child the same setting, to show what share of a gap is the allocator's.
     python bench/official.py --official /path/to/diffae[.git] [--batches 1,8] [--steps 20] [--repeats 3]
-                             [--modes reuse=2,reuse=2+invert=10]
+                             [--engines torch,torch-compiled,onnxruntime] [--modes reuse=2,reuse=2+invert=10]
+                             [--official-allocator default|kept]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,7 @@ import torch
 from common import parse_mode, record, save
 
 from diffusegae.diffae_import import import_diffae
+from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
 
 OFFICIAL_FILES = ("model", "diffusion", "choices.py", "config_base.py")
@@ -112,6 +118,42 @@ def official_edit(model: torch.nn.Module, sampler, x: torch.Tensor) -> np.ndarra
     return out.numpy()
 
 
+def _official_worker(conn, code: str, steps: int, threads: int, keep_allocator: bool) -> None:
+    """The child's loop: each batch received is edited once by the official code; sends (seconds, output)."""
+    if keep_allocator:
+        keep_freed_memory()
+    torch.set_num_threads(threads)
+    sys.path.insert(0, code)
+    model, sampler = official_model(), official_sampler(steps)
+    conn.send(None)  # ready
+    while (x := conn.recv()) is not None:
+        start = time.perf_counter()
+        out = official_edit(model, sampler, torch.from_numpy(x))
+        conn.send((time.perf_counter() - start, out))
+
+
+class OfficialProcess:
+    """The official code in a fresh interpreter (spawned: nothing of this process's state is inherited)."""
+
+    def __init__(self, code: Path, steps: int, threads: int, keep_allocator: bool) -> None:
+        self.conn, child = multiprocessing.get_context("spawn").Pipe()
+        args = (child, str(code), steps, threads, keep_allocator)
+        self.process = multiprocessing.get_context("spawn").Process(target=_official_worker, args=args)
+        self.process.start()
+        self.conn.recv()
+        self.seconds: list[float] = []
+
+    def edit(self, x: np.ndarray) -> np.ndarray:
+        self.conn.send(x)
+        seconds, out = self.conn.recv()
+        self.seconds.append(seconds)
+        return out
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=60)
+
+
 def our_edit(pipe, x: np.ndarray, steps: int) -> np.ndarray:
     return pipe.reconstruct(x, steps)  # encode → invert → decode, with the pipeline's speed-ups if any
 
@@ -123,19 +165,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--engines", default="torch,onnxruntime")
+    parser.add_argument("--engines", default="torch,onnxruntime", help="torch, torch-compiled, onnxruntime")
     parser.add_argument(
         "--modes",
         default="",
         help="opt-in lossy modes run on the last engine too (on the torch engine when they name bf16), e.g. "
         "reuse=2+invert=10,bf16+reuse=2+invert=10 (bench/speedups.py measures their quality)",
     )
+    parser.add_argument(
+        "--official-allocator",
+        choices=("default", "kept"),
+        default="default",
+        help="glibc's malloc defaults for the official code's process (as users run it), or the setting our "
+        "torch engine applies to its own",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="diffusegae-official-"))
-    sys.path.insert(0, str(official_code(Path(args.official), work / "official")))
-    model = official_model()
-    sampler = official_sampler(args.steps)
+    code = official_code(Path(args.official), work / "official")
+    sys.path.insert(0, str(code))
+    model = official_model()  # the weights our side imports; the child builds the same from the same seed
+    official = OfficialProcess(code, args.steps, args.threads, args.official_allocator == "kept")
     params = sum(p.numel() for p in model.parameters())
     ckpt = work / "ffhq64_autoenc" / "last.ckpt"
     ckpt.parent.mkdir()
@@ -143,8 +193,16 @@ def main() -> None:
                 "hyper_parameters": HYPER}, ckpt)  # fmt: skip
     ours = import_diffae(ckpt, work / "ours")
     engines = args.engines.split(",")
-    options = {"onnxruntime": {"threads": args.threads}}  # torch: torch.set_num_threads above
-    pipes = {name: load_pipeline(ours, engine=name, **options.get(name, {})) for name in engines}
+    # name → (engine, options); torch: torch.set_num_threads above. torch-compiled compiles (frozen, on a
+    # CPU) in the warm-up run, minutes per batch size for this model, which the timed repeats leave out.
+    known = {
+        "torch": ("torch", {}),
+        "torch-compiled": ("torch", {"compile": True}),
+        "onnxruntime": ("onnxruntime", {"threads": args.threads}),
+    }
+    if unknown := [name for name in engines if name not in known]:
+        raise SystemExit(f"unknown engine(s) {unknown}: choose from {', '.join(known)}")
+    pipes = {name: load_pipeline(ours, engine=known[name][0], **known[name][1]) for name in engines}
     for mode in filter(None, args.modes.split(",")):
         speedups, torch_options = parse_mode(mode)
         engine = load_pipeline(ours, **torch_options).engine if torch_options else pipes[engines[-1]].engine
@@ -152,9 +210,7 @@ def main() -> None:
     records = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
-        runs: dict[str, Callable[[], np.ndarray]] = {
-            "official": lambda x=x: official_edit(model, sampler, torch.from_numpy(x))
-        }
+        runs: dict[str, Callable[[], np.ndarray]] = {"official": lambda x=x: official.edit(x)}
         runs |= {name: (lambda p=p, x=x: our_edit(p, x, args.steps)) for name, p in pipes.items()}
         outputs = {name: run() for name, run in runs.items()}  # warm-up, and the outputs compared
         times: dict[str, list[float]] = {name: [] for name in runs}
@@ -163,6 +219,7 @@ def main() -> None:
                 start = time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - start)
+        times["official"] = official.seconds[-args.repeats :]  # the child's own clock: no pipe transfer
         official_s = float(np.median(times["official"]))
         for name, seconds in times.items():
             median = float(np.median(seconds))
@@ -177,9 +234,11 @@ def main() -> None:
                     timing,
                     extra={"vs official": f"{ratio:.2f}×", "max |diff|": f"{diff:.1e}"},
                     notes=f"{params / 1e6:.1f} M parameters, random weights; encode + inversion + decode, "
-                    f"{args.threads} threads, medians of {args.repeats} interleaved repeats after a warm-up",
+                    f"{args.threads} threads, medians of {args.repeats} interleaved repeats after a warm-up; "
+                    f"the official code in its own process, {args.official_allocator} allocator",
                 )
             )
+    official.close()
     print(save(records))
 
 

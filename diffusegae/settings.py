@@ -16,3 +16,12 @@ def kernel_impl() -> str | None:
     if value not in KERNEL_CHOICES:
         raise ValueError(f"DIFFUSEGAE_KERNELS={value!r} is not one of {', '.join(KERNEL_CHOICES)}")
     return value
+
+
+def keep_freed_memory() -> bool:
+    """DIFFUSEGAE_KEEP_FREED_MEMORY=0 leaves glibc's malloc thresholds as they are; unset or 1 lets the torch
+    engine keep freed memory in the heap (diffusegae.engines.allocator)."""
+    value = os.environ.get("DIFFUSEGAE_KEEP_FREED_MEMORY", "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"DIFFUSEGAE_KEEP_FREED_MEMORY={value!r} must be 0 or 1")
+    return value == "1"

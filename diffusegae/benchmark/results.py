@@ -82,15 +82,24 @@ def rounded(value: float | None) -> float | None:
     return float(f"{value:.3g}")
 
 
+# The instruction sets that decide which kernels run: hosts sold under one model name differ in them.
+_ISA_FLAGS = {"avx512f": "AVX-512", "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
+
+
 def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo where there is one)."""
+    """The CPU model (from /proc/cpuinfo where there is one), with its family and the vector ISAs that matter
+    here, e.g. "AMD EPYC (family 26 model 2; AVX-512, AVX-512 BF16)"."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        info = dict(
+            line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+        )
+    except (OSError, ValueError):
+        return platform.processor() or "unknown CPU"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = set(info.get("flags", "").split())
+    isa = [name for flag, name in _ISA_FLAGS.items() if flag in flags] or ["no AVX-512"]
+    family = f"family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    return f"{info.get('model name', 'unknown CPU')} ({family}; {', '.join(isa)})"
 
 
 def run_stamp() -> str:

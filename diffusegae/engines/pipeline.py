@@ -65,6 +65,17 @@ class Pipeline:
         # what every op samples and inverts with when it names no sampler: "ddim" or "dpmpp2m"
         self.sampler = checks.sampler_name(sampler)
 
+    def modes(self) -> dict[str, object]:
+        """Every lossy setting the results are made with, by name ({} for the exact fp32 path): the speed-ups
+        that are on, and the engine's reduced precision (the torch engine's dtype, ONNX Runtime's files)."""
+        modes: dict[str, object] = dict(self.speedups.active())
+        dtype = str(getattr(self.engine, "dtype", "float32")).removeprefix("torch.")
+        if dtype != "float32":
+            modes["dtype"] = dtype
+        if getattr(self.engine, "precision", "fp32") != "fp32":
+            modes["precision"] = self.engine.precision
+        return modes
+
     # ---- checks (diffusegae.checks: the same messages as the server's) ----
 
     def _images(self, x: np.ndarray, name: str = "x0") -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.base import require_gae
 from diffusegae.export import specs
 from diffusegae.models import DiffusionAutoencoder
@@ -35,7 +36,8 @@ class TorchEngine:
     AdaGN statistics stay fp32 (GroupNorm32, the AdaGN reference, autocast's fp32 list). compile:
     torch.compile the UNet and the encoder; each new batch size compiles on first use, so call warmup()
     before timing. cuda_graphs (CUDA only): the UNet's eps call is captured in a CUDA graph per input
-    shape (i.e. per batch size) on first use and replayed after.
+    shape (i.e. per batch size) on first use and replayed after. On a CPU the engine sets glibc's malloc
+    thresholds for the process once (diffusegae.engines.allocator: freed activations stay in the heap).
     """
 
     def __init__(
@@ -48,6 +50,8 @@ class TorchEngine:
     ) -> None:
         self.device = torch.device(device)
         self.dtype = check_options(self.device, dtype, cuda_graphs)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # eager activations: reuse the heap instead of faulting fresh pages in
         if self.dtype != torch.float32:
             # Cast a copy: the caller's float32 model is usually also the reference being compared against.
             model = copy.deepcopy(model).to(dtype=self.dtype)
@@ -56,7 +60,10 @@ class TorchEngine:
         unet: Callable[..., torch.Tensor] = self.model.unet
         encoder: Callable[..., torch.Tensor] = self.model.encoder
         if compile:
-            unet, encoder = torch.compile(unet), torch.compile(encoder)
+            # Freezing (CPU): weights become constants, so inductor folds them and pre-packs oneDNN's
+            # convolution weights once (the diffae64 UNet call at batch 1: 1.43× eager; bench/NOTES.md).
+            options = {"freezing": True} if self.device.type == "cpu" else None
+            unet, encoder = torch.compile(unet, options=options), torch.compile(encoder, options=options)
         self._unet = CUDAGraphed(unet) if cuda_graphs else unet
         self._encoder = encoder
 

@@ -127,6 +127,13 @@ def test_invert_steps_inverts_with_fewer_steps(engines):
     assert np.abs(exact.edit(src, ref, ["pose"], steps=8) - expected).max() > 1e-4
 
 
+def test_a_pipeline_names_every_lossy_setting_and_none_is_on_by_default(engines, tiny_model):
+    assert Pipeline(engines[0]).modes() == {} and Pipeline(engines[1]).modes() == {}
+    bf16 = TorchEngine(tiny_model, dtype="bfloat16")
+    modes = Pipeline(bf16, speedups=Speedups(feature_reuse=2)).modes()
+    assert modes == {"feature_reuse": 2, "dtype": "bfloat16"}
+
+
 def test_speedups_are_named_when_on_and_refused_when_wrong(engines):
     assert Speedups().active() == {}
     assert Speedups(feature_reuse=2, invert_steps=10).active() == {"feature_reuse": 2, "invert_steps": 10}
