@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from common import parse_mode, record, save
 
+from diffusegae import settings
 from diffusegae.diffae_import import import_diffae
 from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
@@ -136,10 +137,13 @@ class OfficialProcess:
     """The official code in a fresh interpreter (spawned: nothing of this process's state is inherited)."""
 
     def __init__(self, code: Path, steps: int, threads: int, keep_allocator: bool) -> None:
-        self.conn, child = multiprocessing.get_context("spawn").Pipe()
+        spawn = multiprocessing.get_context("spawn")
+        self.conn, child = spawn.Pipe()
         args = (child, str(code), steps, threads, keep_allocator)
-        self.process = multiprocessing.get_context("spawn").Process(target=_official_worker, args=args)
+        # daemon: an error in the parent must not leave it waiting on a child that waits for work
+        self.process = spawn.Process(target=_official_worker, args=args, daemon=True)
         self.process.start()
+        child.close()  # the child's end lives in the child: a child that dies ends recv() with EOFError
         self.conn.recv()
         self.seconds: list[float] = []
 
@@ -181,6 +185,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    engines = args.engines.split(",")
+    # name → (engine, options); torch: torch.set_num_threads above. torch-compiled compiles (frozen, on a
+    # CPU) in the warm-up run, minutes per batch size for this model, which the timed repeats leave out.
+    known = {
+        "torch": ("torch", {}),
+        "torch-compiled": ("torch", {"compile": True}),
+        "onnxruntime": ("onnxruntime", {"threads": args.threads}),
+    }
+    if unknown := [name for name in engines if name not in known]:
+        raise SystemExit(f"unknown engine(s) {unknown}: choose from {', '.join(known)}")
+    if args.official_allocator == "kept" and not settings.keep_freed_memory():
+        raise SystemExit("--official-allocator kept needs DIFFUSEGAE_KEEP_FREED_MEMORY unset or 1")
     work = Path(tempfile.mkdtemp(prefix="diffusegae-official-"))
     code = official_code(Path(args.official), work / "official")
     sys.path.insert(0, str(code))
@@ -192,16 +208,6 @@ def main() -> None:
     torch.save({"state_dict": {f"ema_model.{k}": v for k, v in model.state_dict().items()},
                 "hyper_parameters": HYPER}, ckpt)  # fmt: skip
     ours = import_diffae(ckpt, work / "ours")
-    engines = args.engines.split(",")
-    # name → (engine, options); torch: torch.set_num_threads above. torch-compiled compiles (frozen, on a
-    # CPU) in the warm-up run, minutes per batch size for this model, which the timed repeats leave out.
-    known = {
-        "torch": ("torch", {}),
-        "torch-compiled": ("torch", {"compile": True}),
-        "onnxruntime": ("onnxruntime", {"threads": args.threads}),
-    }
-    if unknown := [name for name in engines if name not in known]:
-        raise SystemExit(f"unknown engine(s) {unknown}: choose from {', '.join(known)}")
     pipes = {name: load_pipeline(ours, engine=known[name][0], **known[name][1]) for name in engines}
     for mode in filter(None, args.modes.split(",")):
         speedups, torch_options = parse_mode(mode)

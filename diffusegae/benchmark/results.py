@@ -96,10 +96,12 @@ def cpu_name() -> str:
     except (OSError, ValueError):
         return platform.processor() or "unknown CPU"
     info = {k.strip(): v.strip() for k, v in info.items()}
-    flags = set(info.get("flags", "").split())
+    if "model name" not in info or "flags" not in info:  # not x86 (aarch64 names neither)
+        return info.get("model name") or platform.processor() or "unknown CPU"
+    flags = set(info["flags"].split())
     isa = [name for flag, name in _ISA_FLAGS.items() if flag in flags] or ["no AVX-512"]
     family = f"family {info.get('cpu family', '?')} model {info.get('model', '?')}"
-    return f"{info.get('model name', 'unknown CPU')} ({family}; {', '.join(isa)})"
+    return f"{info['model name']} ({family}; {', '.join(isa)})"
 
 
 def run_stamp() -> str:

@@ -26,6 +26,7 @@ M_MMAP_THRESHOLD = -3
 # Blocks up to 1 GiB come from the heap (a diffae64 activation at batch 8 is 16–64 MiB), and the heap's
 # free top is returned to the kernel only past 2 GiB - 1 (mallopt takes an int).
 MMAP_THRESHOLD = 1 << 30
+MMAP_THRESHOLD_OLD_GLIBC = 32 << 20  # the most an older glibc accepts (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = (1 << 31) - 1
 
 
@@ -43,4 +44,5 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # Either one turns glibc's dynamic threshold off: the trim threshold alone would leave every block
     # above 128 KiB to mmap (27.8 M faults, 51 s in the same measurement), so the mmap threshold goes first.
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) or mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_OLD_GLIBC)
+    return bool(mmap) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

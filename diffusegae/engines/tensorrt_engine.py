@@ -64,6 +64,7 @@ class TensorRTEngine:
         fused_adagn: bool = False,
     ) -> None:
         check_options(precision, workspace_gb)
+        self.precision = precision  # what Pipeline.modes() reports
         trt = require_tensorrt(device)
         if fused_adagn:
             from diffusegae.kernels.tensorrt_plugin import register_plugin
