@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import torch
 from common import measure, record, save
@@ -37,14 +35,7 @@ CONV_SHAPE = (8, 256, 32, 32)
 
 
 def _median_rate(fn, gflop: float, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return gflop / statistics.median(times)
+    return gflop / measure(fn, repeats, warmup=3)["median"]
 
 
 @torch.no_grad()

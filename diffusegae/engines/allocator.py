@@ -15,7 +15,6 @@ DIFFUSEGAE_KEEP_FREED_MEMORY=0 (diffusegae.settings).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 from diffusegae import settings
@@ -36,9 +35,8 @@ def keep_freed_memory() -> bool:
     mallopt, it refused, or the setting turns it off."""
     if not settings.keep_freed_memory():
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols, libc's among them
     except (OSError, AttributeError, TypeError):  # no libc found, or not glibc (musl, macOS, Windows)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
