@@ -125,21 +125,25 @@ class Mode(NamedTuple):
     """A lossy mode as the benchmarks write it: the pipeline's Speedups and torch-engine options (bf16)."""
 
     speedups: Speedups
-    torch_options: dict[str, str]  # empty: the mode runs on the script's own engine
+    torch_options: dict[str, object]  # empty: the mode runs on the script's own engine
 
 
 def parse_mode(mode: str) -> Mode:
-    """ "exact", or parts joined by '+': reuse=N, invert=N, bf16 (the torch engine in bfloat16)."""
+    """ "exact", or parts joined by '+': reuse=N, invert=N, bf16 (the torch engine in bfloat16), winograd
+    (the torch engine's Winograd convolutions)."""
     fields = {"reuse": "feature_reuse", "invert": "invert_steps"}
     values, options = {}, {}
     for part in mode.split("+"):
         key, _, value = part.partition("=")
         if part == "bf16":
             options["dtype"] = "bfloat16"
+        elif part == "winograd":
+            options["winograd"] = True
         elif key in fields and value.isdigit():
             values[fields[key]] = int(value)
         elif part != "exact":
             raise SystemExit(
-                f"unknown mode {part!r}: write exact, reuse=N, invert=N, bf16 or several joined by '+'"
+                f"unknown mode {part!r}: write exact, reuse=N, invert=N, bf16, winograd, "
+                "or several of them joined by '+'"
             )
     return Mode(Speedups(**values), options)

@@ -11,6 +11,10 @@ swap is a 100-d MLP, left out on both sides). Official: `model.encoder`, `ddim_r
 `ddim_sample_loop` of SpacedDiffusionBeatGans on Diff-AE's own DDIM spacing (`space_timesteps(1000,
 "ddimS")`, clip_denoised=True), eager. Ours: the pipeline on each engine. Timings are medians of
 interleaved repeats; the max |difference| of each output from the official one is recorded beside them.
+Beside them stands the fp32 roofline of the same machine (bench/roofline.py's measure): a "fp32 floor" row,
+the exact edit's FLOPs (torch's counter over one encoder and one UNet call, times the 2·S calls) over the
+best dense fp32 rate measured before and after each batch — no exact engine can beat it — and each exact
+row's share of that peak (the lossy modes do less work, so a share would flatter them and is left out).
 The official code runs in a child process of its own, as a user runs it: glibc's malloc defaults, which
 our torch engine changes for its process (diffusegae.engines.allocator); `--official-allocator kept`
 gives the child the same setting, to show what share of a gap is the allocator's.
@@ -33,11 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import parse_mode, record, save
+from roofline import count_gflop, dense_peak
 
 from diffusegae import settings
+from diffusegae.checkpoint import load_checkpoint
 from diffusegae.diffae_import import import_diffae
 from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.pipeline import Pipeline, load_pipeline
+from diffusegae.engines.torch_engine import TorchEngine
 
 OFFICIAL_FILES = ("model", "diffusion", "choices.py", "config_base.py")
 IMAGE_SIZE = 64
@@ -162,6 +169,13 @@ def our_edit(pipe, x: np.ndarray, steps: int) -> np.ndarray:
     return pipe.reconstruct(x, steps)  # encode → invert → decode, with the pipeline's speed-ups if any
 
 
+def edit_gflop(engine: TorchEngine, x: np.ndarray, steps: int) -> float:
+    """The exact edit's GFLOP: one encoder call and 2·S UNet calls (inversion and decode) of the same cost."""
+    z = engine.encode(x)
+    t = np.full(len(x), 500, np.int64)
+    return count_gflop(lambda: engine.encode(x)) + 2 * steps * count_gflop(lambda: engine.eps(x, t, z))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--official", required=True, help="a phizaz/diffae checkout or its git directory")
@@ -169,12 +183,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--engines", default="torch,onnxruntime", help="torch, torch-compiled, onnxruntime")
+    parser.add_argument(
+        "--engines", default="torch,onnxruntime", help="torch, torch-compiled, torch-winograd, onnxruntime"
+    )
     parser.add_argument(
         "--modes",
         default="",
-        help="opt-in lossy modes run on the last engine too (on the torch engine when they name bf16), e.g. "
-        "reuse=2+invert=10,bf16+reuse=2+invert=10 (bench/speedups.py measures their quality)",
+        help="opt-in lossy modes run on the last engine too (on the torch engine when they name bf16 or "
+        "winograd), e.g. reuse=2+invert=10,bf16+reuse=2+invert=10 (bench/speedups.py measures their quality)",
     )
     parser.add_argument(
         "--official-allocator",
@@ -191,6 +207,7 @@ def main() -> None:
     known = {
         "torch": ("torch", {}),
         "torch-compiled": ("torch", {"compile": True}),
+        "torch-winograd": ("torch", {"winograd": True}),
         "onnxruntime": ("onnxruntime", {"threads": args.threads}),
     }
     if unknown := [name for name in engines if name not in known]:
@@ -209,11 +226,14 @@ def main() -> None:
                 "hyper_parameters": HYPER}, ckpt)  # fmt: skip
     ours = import_diffae(ckpt, work / "ours")
     pipes = {name: load_pipeline(ours, engine=known[name][0], **known[name][1]) for name in engines}
+    counter = TorchEngine(load_checkpoint(ours))  # eager: torch's FLOP counter sees every op
+    rates = dense_peak(args.threads)
+    exact = {"official", "fp32 floor", *engines}
     for mode in filter(None, args.modes.split(",")):
         speedups, torch_options = parse_mode(mode)
         engine = load_pipeline(ours, **torch_options).engine if torch_options else pipes[engines[-1]].engine
         pipes[f"{'torch' if torch_options else engines[-1]} {mode}"] = Pipeline(engine, speedups=speedups)
-    records = []
+    measured = []  # (batch, name, timing, official seconds, max |diff|, exact GFLOP)
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
         runs: dict[str, Callable[[], np.ndarray]] = {"official": lambda x=x: official.edit(x)}
@@ -227,25 +247,51 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
         times["official"] = official.seconds[-args.repeats :]  # the child's own clock: no pipe transfer
         official_s = float(np.median(times["official"]))
+        gflop = edit_gflop(counter, x, args.steps)
         for name, seconds in times.items():
             median = float(np.median(seconds))
             diff = float(np.abs(outputs[name] - outputs["official"]).max())
-            ratio = official_s / median
-            print(f"batch {batch} {name:12s} {median:7.2f} s  {ratio:5.2f}×  max |diff| {diff:.1e}")
+            print(f"batch {batch} {name:12s} {median:7.2f} s  {official_s / median:5.2f}×  |diff| {diff:.1e}")
             timing = {"median": median, "min": min(seconds), "max": max(seconds), "n": len(seconds)}
-            records.append(
-                record(
-                    f"Side by side with phizaz/diffae: edit S={args.steps} on ffhq64_autoenc",
-                    {"batch": batch, "implementation": name},
-                    timing,
-                    extra={"vs official": f"{ratio:.2f}×", "max |diff|": f"{diff:.1e}"},
-                    notes=f"{params / 1e6:.1f} M parameters, random weights; encode + inversion + decode, "
-                    f"{args.threads} threads, medians of {args.repeats} interleaved repeats after a warm-up; "
-                    f"the official code in its own process, {args.official_allocator} allocator",
-                )
-            )
+            measured.append((batch, name, timing, official_s, f"{diff:.1e}", gflop))
+        measured.append((batch, "fp32 floor", None, official_s, "", gflop))
+        # a shared host's rate drifts: the peak is the best of the run, as in bench/roofline.py
+        rates = {k: max(v, rates[k]) for k, v in dense_peak(args.threads).items()}
     official.close()
+    peak = max(rates.values())
+    notes = (
+        f"{params / 1e6:.1f} M parameters, random weights; encode + inversion + decode, "
+        f"{args.threads} threads, medians of {args.repeats} interleaved repeats after a warm-up; the "
+        f"official code in its own process, {args.official_allocator} allocator; fp32 floor = the exact "
+        f"edit's FLOPs / the best dense fp32 rate of the run (bench/roofline.py: a torch matmul "
+        f"{rates['matmul']:.0f} GFLOP/s, a 3×3 convolution {rates['conv']:.0f}); share of fp32 peak "
+        "for the exact paths only, at the direct convolution's FLOPs (Winograd does fewer)"
+    )
+    records = []
+    for batch, name, timing, official_s, diff, gflop in measured:
+        if timing is None:
+            timing = {"median": gflop / peak, "min": None, "max": None, "n": 0}
+            print(
+                f"batch {batch} fp32 floor   {timing['median']:7.2f} s  {official_s / timing['median']:.2f}×"
+            )
+        share = f"{gflop / timing['median'] / peak:.0%}" if name in exact else ""
+        records.append(_row(args.steps, batch, name, timing, official_s, share, diff, notes))
     print(save(records))
+
+
+def _row(steps, batch, name, timing, official_s, share, diff, notes):
+    return record(
+        f"Side by side with phizaz/diffae: edit S={steps} on ffhq64_autoenc",
+        {"batch": batch, "implementation": name},
+        timing,
+        extra={
+            "vs official": f"{official_s / timing['median']:.2f}×",
+            "share of fp32 peak": share,
+            "max |diff|": diff,
+        },
+        notes=notes,
+        runs=name != "fp32 floor",
+    )
 
 
 if __name__ == "__main__":

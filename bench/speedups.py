@@ -3,12 +3,13 @@
 Modes (`diffusegae.engines.Speedups`): feature reuse (`reuse=N`: the whole UNet every N-th DDIM step, its
 outermost level alone in between) and fewer inversion steps (`invert=N`: the edit's inversion walks N
 steps, its decode S_dec) and bfloat16 networks (`bf16`: the torch engine's dtype=bfloat16, on oneDNN's
-AVX-512 BF16 / AMX kernels where the CPU has them), alone or joined by '+'. For each mode, with the eval's
+AVX-512 BF16 / AMX kernels where the CPU has them) and Winograd convolutions (`winograd`: the torch
+engine's winograd=True, exact up to rounding), alone or joined by '+'. For each mode, with the eval's
 held-out pairs and oracle and each attribute swapped in turn: the PSNR of the edit against the exact path,
 the oracle's took / kept, and the edit's median time at batch 8 (torch engine; ONNX Runtime runs the same
 fp32 graphs to 1e-4).
     python bench/speedups.py [--checkpoint checkpoints/tiny32] [--steps 20]
-                             [--modes exact,invert=10,reuse=2,reuse=2+invert=10,bf16]
+                             [--modes exact,invert=10,reuse=2,reuse=2+invert=10,bf16,winograd]
 """
 
 from __future__ import annotations

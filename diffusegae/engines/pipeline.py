@@ -67,13 +67,16 @@ class Pipeline:
 
     def modes(self) -> dict[str, object]:
         """Every lossy setting the results are made with, by name ({} for the exact fp32 path): the speed-ups
-        that are on, and the engine's reduced precision (the torch engine's dtype, ONNX Runtime's files)."""
+        that are on, the engine's reduced precision (the torch engine's dtype, ONNX Runtime's files) and its
+        Winograd convolutions (exact up to rounding, but not the direct kernel's rounding)."""
         modes: dict[str, object] = dict(self.speedups.active())
         dtype = str(getattr(self.engine, "dtype", "float32")).removeprefix("torch.")
         if dtype != "float32":
             modes["dtype"] = dtype
         if getattr(self.engine, "precision", "fp32") != "fp32":
             modes["precision"] = self.engine.precision
+        if getattr(self.engine, "winograd", False):
+            modes["winograd"] = True
         return modes
 
     # ---- checks (diffusegae.checks: the same messages as the server's) ----
@@ -268,8 +271,8 @@ def load_pipeline(
     engine="onnxruntime" exports the checkpoint into its onnx/ cache on first use; engine="tensorrt" builds
     fp16 plans from those files (needs the tensorrt package and a CUDA GPU; unverified on this project's
     machines). `options` go to the engine: threads, providers, graph_optimization, io_binding (onnxruntime);
-    precision, workspace_gb (tensorrt); dtype, compile, cuda_graphs (torch). device: each engine's own
-    default when None (torch: cpu; onnxruntime: the installed providers; tensorrt: cuda:0). Engines are
+    precision, workspace_gb (tensorrt); dtype, compile, cuda_graphs, winograd (torch). device: each engine's
+    own default when None (torch: cpu; onnxruntime: the installed providers; tensorrt: cuda:0). Engines are
     looked up by name in engines/registry.py. speedups: the opt-in lossy modes (default: none, exact).
     """
     from diffusegae.checkpoint import load_directions

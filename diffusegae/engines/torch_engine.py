@@ -16,6 +16,7 @@ import torch
 
 from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.base import require_gae
+from diffusegae.engines.winograd import MIN_CHANNELS, use_winograd
 from diffusegae.export import specs
 from diffusegae.models import DiffusionAutoencoder
 
@@ -36,8 +37,11 @@ class TorchEngine:
     AdaGN statistics stay fp32 (GroupNorm32, the AdaGN reference, autocast's fp32 list). compile:
     torch.compile the UNet and the encoder; each new batch size compiles on first use, so call warmup()
     before timing. cuda_graphs (CUDA only): the UNet's eps call is captured in a CUDA graph per input
-    shape (i.e. per batch size) on first use and replayed after. On a CPU the engine sets glibc's malloc
-    thresholds for the process once (diffusegae.engines.allocator: freed activations stay in the heap).
+    shape (i.e. per batch size) on first use and replayed after. winograd (float32): the UNet's and the
+    encoder's wide 3×3 convolutions computed with Winograd's F(4×4, 3×3) (engines/winograd.py: a quarter
+    of the multiplies, rounding differences near 1e-5 relative; a CPU option, since cuDNN picks its own
+    algorithms). On a CPU the engine sets glibc's malloc thresholds for the process once
+    (diffusegae.engines.allocator: freed activations stay in the heap).
     """
 
     def __init__(
@@ -47,14 +51,18 @@ class TorchEngine:
         dtype: torch.dtype | str | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
+        winograd: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.dtype = check_options(self.device, dtype, cuda_graphs)
+        self.dtype = check_options(self.device, dtype, cuda_graphs, winograd)
+        self.winograd = winograd
         if self.device.type == "cpu":
             keep_freed_memory()  # eager activations: reuse the heap instead of faulting fresh pages in
-        if self.dtype != torch.float32:
-            # Cast a copy: the caller's float32 model is usually also the reference being compared against.
+        if self.dtype != torch.float32 or winograd:
+            # Change a copy: the caller's float32 model is usually also the reference being compared against.
             model = copy.deepcopy(model).to(dtype=self.dtype)
+        if winograd:
+            use_winograd(model, MIN_CHANNELS)
         self.model = model.to(self.device).eval()
         self.config = model.cfg
         unet: Callable[..., torch.Tensor] = self.model.unet
@@ -139,7 +147,9 @@ def _unet_inputs(x_t: np.ndarray, t: np.ndarray, z_sem: np.ndarray) -> tuple[np.
     )
 
 
-def check_options(device: torch.device, dtype: torch.dtype | str | None, cuda_graphs: bool) -> torch.dtype:
+def check_options(
+    device: torch.device, dtype: torch.dtype | str | None, cuda_graphs: bool, winograd: bool = False
+) -> torch.dtype:
     """The compute dtype for these options; ValueError for combinations the engine cannot run."""
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None) if dtype in ("float32", "float16", "bfloat16") else dtype
@@ -153,6 +163,11 @@ def check_options(device: torch.device, dtype: torch.dtype | str | None, cuda_gr
         )
     if cuda_graphs and device.type != "cuda":
         raise ValueError(f"cuda_graphs=True needs a CUDA device, got device {str(device)!r}")
+    if winograd and (device.type != "cpu" or dtype != torch.float32):
+        raise ValueError(
+            f"winograd=True is a float32 CPU option (got device {str(device)!r}, dtype {dtype}): its "
+            "transforms lose too much in reduced precision, and on a GPU cuDNN chooses Winograd by itself"
+        )
     return dtype
 
 
