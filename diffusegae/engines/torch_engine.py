@@ -16,7 +16,7 @@ import torch
 
 from diffusegae.engines.allocator import keep_freed_memory
 from diffusegae.engines.base import require_gae
-from diffusegae.engines.winograd import MIN_CHANNELS, use_winograd
+from diffusegae.engines.winograd import use_winograd
 from diffusegae.export import specs
 from diffusegae.models import DiffusionAutoencoder
 
@@ -62,7 +62,7 @@ class TorchEngine:
             # Change a copy: the caller's float32 model is usually also the reference being compared against.
             model = copy.deepcopy(model).to(dtype=self.dtype)
         if winograd:
-            use_winograd(model, MIN_CHANNELS)
+            use_winograd(model)
         self.model = model.to(self.device).eval()
         self.config = model.cfg
         unet: Callable[..., torch.Tensor] = self.model.unet

@@ -109,7 +109,7 @@ class WinogradConv2d(nn.Module):
         return y
 
 
-def use_winograd(model: nn.Module, min_channels: int) -> int:
+def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS) -> int:
     """Swap, in place, every eligible Conv2d of `model` with ≥ `min_channels` input channels for a
     WinogradConv2d; returns how many were swapped."""
     swapped = 0
