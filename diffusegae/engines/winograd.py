@@ -54,9 +54,8 @@ A_T = torch.tensor(
     [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     dtype=torch.float64,
 )
-# Both transforms as one linear map each over a flattened tile: Bᵀ d B as a stride-4 depthwise convolution
-# with 36 6×6 kernels, Aᵀ m A as a 16×36 matrix.
-INPUT_KERNELS = torch.einsum("ij,kl->ikjl", B_T, B_T).reshape(INPUT_TILE**2, 1, INPUT_TILE, INPUT_TILE)
+# Both transforms as one linear map each over a flattened tile: Bᵀ d B as a 36×36 matrix, Aᵀ m A as 16×36.
+INPUT_MATRIX = torch.einsum("ij,kl->ikjl", B_T, B_T).reshape(INPUT_TILE**2, INPUT_TILE**2)
 OUTPUT_MATRIX = torch.einsum("ij,kl->ikjl", A_T, A_T).reshape(TILE**2, INPUT_TILE**2)
 
 
@@ -87,26 +86,35 @@ class WinogradConv2d(nn.Module):
         # U = G g Gᵀ per (out, in) pair, laid out [36, in, out] for one GEMM per tile position
         u = torch.einsum("ij,ocjk,lk->ilco", G, weight, G).reshape(INPUT_TILE**2, *weight.shape[1::-1])
         self.register_buffer("u", u.to(conv.weight.dtype).contiguous(), persistent=False)
-        kernels, matrix = INPUT_KERNELS.to(conv.weight.dtype), OUTPUT_MATRIX.to(conv.weight.dtype)
-        self.register_buffer("input_kernels", kernels, persistent=False)
-        self.register_buffer("output_matrix", matrix, persistent=False)
+        self.register_buffer("input_matrix", INPUT_MATRIX.to(conv.weight.dtype), persistent=False)
+        self.register_buffer("output_matrix", OUTPUT_MATRIX.to(conv.weight.dtype), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         th, tw = h // TILE, w // TILE
-        tiles = th * tw
-        if h % TILE or w % TILE or n * tiles < MIN_TILES:
+        tiles = n * th * tw
+        if h % TILE or w % TILE or tiles < MIN_TILES:
             return self.conv(x)
-        padded = F.pad(x, (1, 1, 1, 1)).reshape(n * c, 1, h + 2, w + 2)
-        # Bᵀ d B for every overlapping 6×6 tile (stride 4), rows = (image, tile), columns = channels
-        v = F.conv2d(padded, self.input_kernels, stride=TILE).reshape(n, c, INPUT_TILE**2, tiles)
-        v = v.permute(2, 0, 3, 1).reshape(INPUT_TILE**2, n * tiles, c)
+        # Channels innermost (NHWC) from here on: every copy moves contiguous runs of channels, and the tile
+        # transforms and the channel GEMMs meet without a layout change in between (about 1.15× over the
+        # NCHW form at batch 8, bench/NOTES.md 2026-12-04); a channels-last input is already laid out so.
+        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
+        # [n, th, tw, c, 6, 6]: the overlapping input tiles, a view
+        d = padded.unfold(1, INPUT_TILE, TILE).unfold(2, INPUT_TILE, TILE)
+        d = d.permute(4, 5, 0, 1, 2, 3).reshape(INPUT_TILE**2, tiles * c)  # rows: the 36 tile positions
+        v = torch.mm(self.input_matrix, d).view(INPUT_TILE**2, tiles, c)  # Bᵀ d B
         m = torch.bmm(v, self.u)  # the channel mixing: one GEMM per tile position
-        y = torch.mm(self.output_matrix, m.reshape(INPUT_TILE**2, -1))  # Aᵀ m A
-        y = y.reshape(TILE, TILE, n, th, tw, -1).permute(2, 5, 3, 0, 4, 1).reshape(n, -1, h, w)
-        if self.conv.bias is not None:
-            y = y + self.conv.bias[None, :, None, None]
-        return y
+        out = m.shape[2]
+        y_tiles = torch.mm(self.output_matrix, m.view(INPUT_TILE**2, -1))  # Aᵀ m A
+        y_tiles = y_tiles.view(TILE, TILE, n, th, tw, out).permute(2, 3, 0, 4, 1, 5)
+        y = x.new_empty((n, h, w, out))
+        rows = y.view(n, th, TILE, tw, TILE, out)
+        if self.conv.bias is None:
+            rows.copy_(y_tiles)
+        else:
+            torch.add(y_tiles, self.conv.bias, out=rows)
+        y = y.permute(0, 3, 1, 2)  # NCHW in shape, channels-last in memory
+        return y if x.is_contiguous(memory_format=torch.channels_last) else y.contiguous()
 
 
 def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS) -> int:

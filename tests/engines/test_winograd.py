@@ -14,13 +14,16 @@ from diffusegae.engines.winograd import MIN_TILES, WinogradConv2d, eligible, use
 @pytest.mark.parametrize(
     ("batch", "channels", "out", "size", "bias"), [(1, 8, 16, 16, True), (3, 5, 4, 12, False)]
 )
-def test_winograd_matches_the_direct_convolution(batch, channels, out, size, bias):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_winograd_matches_the_direct_convolution(batch, channels, out, size, bias, layout):
     torch.manual_seed(0)
     conv = nn.Conv2d(channels, out, 3, padding=1, bias=bias)
     x = torch.randn(batch, channels, size, size + 4)  # height and width differ: the tiling keeps them apart
+    x = x.contiguous(memory_format=layout)
     with torch.no_grad():
         expected, got = conv(x), WinogradConv2d(conv)(x)
     assert got.shape == expected.shape
+    assert got.is_contiguous(memory_format=layout)  # the input's layout in, the same layout out
     scale = expected.abs().max()
     assert (got - expected).abs().max() <= 1e-5 * scale
     assert (got - expected).abs().max() > 0  # a different algorithm, not the direct kernel in disguise
@@ -70,6 +73,8 @@ def test_the_engine_option_keeps_the_callers_model_and_the_unet_within_parity(ti
     plain = TorchEngine(tiny_model)
     wide = TorchEngine(tiny_model, winograd=True)
     assert not any(isinstance(m, WinogradConv2d) for m in tiny_model.modules())
+    assert wide.model.unet.out[-1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert tiny_model.unet.out[-1].weight.is_contiguous()
     # the tiny UNet is narrower than MIN_CHANNELS: swap every eligible convolution to test the whole net
     swapped = use_winograd(wide.model, min_channels=1)
     assert swapped > 0

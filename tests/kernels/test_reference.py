@@ -21,15 +21,18 @@ def _chain(h, gamma, beta, ts, tb, zs, zb, groups, silu):
 @pytest.mark.parametrize("shift", [False, True])
 @pytest.mark.parametrize("silu", [False, True])
 @pytest.mark.parametrize("shape,groups", [((3, 96, 7, 5), 32), ((2, 32, 4, 4), 32), ((1, 12, 3, 3), 4)])
-def test_reference_matches_definition(shape, groups, silu, shift):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_reference_matches_definition(shape, groups, silu, shift, layout):
     gen = torch.Generator().manual_seed(0)
     b, c = shape[:2]
     h = torch.randn(shape, generator=gen) * 0.1 + 1e4  # offset data: E[x²]−E[x]² would fail here
+    h = h.contiguous(memory_format=layout)  # channels-last: the Winograd engine's layout, reduced in place
     vec = [torch.randn(c, generator=gen)] * 2 + [torch.randn(b, c, generator=gen) * 0.1 for _ in range(4)]
     gamma, beta, ts, tb, zs, zb = vec
     out = adagn(h, gamma, beta, ts, tb, zs, zb if shift else None, groups=groups, silu=silu)
     ref = _chain(h, gamma, beta, ts, tb, zs, zb if shift else None, groups, silu)
     assert out.dtype == h.dtype
+    assert out.is_contiguous(memory_format=layout)
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
 
 
